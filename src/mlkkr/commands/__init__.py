@@ -1,0 +1,1 @@
+"""Sub-command families of the ``mlkkr`` CLI (see :mod:`mlkkr.cli`)."""
