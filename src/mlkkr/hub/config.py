@@ -1,0 +1,164 @@
+"""JupyterHub configuration of the local mode (the embedded default).
+
+- Authentication: NativeAuthenticator. Anyone may sign up; a new account needs an admin's approval at
+  ``/hub/authorize``, except the configured first admin (``hub.admin``), who is approved on sign-up.
+  Too many failed logins lock the account for a while. Usernames are restricted to
+  ``[a-z0-9][a-z0-9_.-]*`` so that they are safe as folder and database names.
+- Spawner: JupyterHub's simple local process spawner (every user runs as the hub's OS user — there is
+  no isolation between users in this mode; use the single-host or cluster mode for that), one home
+  folder per user under ``<data_dir>/users/``, JupyterLab as the default UI, Voila available at
+  ``/user/<name>/voila/``. The server starts through :mod:`mlkkr.hub.singleuser`, which makes the
+  user's AiiDA profile first.
+- Services: the idle culler (``jupyterhub-idle-culler``) as a hub-managed service with the scopes it
+  needs; servers idle for ``hub.idle_timeout`` seconds are stopped.
+- Network: the proxy listens on ``hub.ip:hub.port`` (127.0.0.1 by default); the hub and the proxy's
+  API on 127.0.0.1 at the next two ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import Dict, Unicode
+
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+
+
+def internal_ports(hub: dict[str, Any]) -> tuple[int, int]:
+    """(proxy API port, hub port): the two ports after the public one."""
+    return hub["port"] + 1, hub["port"] + 2
+
+
+class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
+    """Local process spawner that prepares each user's AiiDA environment.
+
+    Before start: the home folder, and in the service mode the user's own PostgreSQL database.
+    Environment: ``AIIDA_PATH`` in the home folder, the ``MLKKR_*`` profile variables. After stop:
+    the user's AiiDA daemon is stopped too (their processes are persisted and resume with the next
+    server).
+    """
+
+    mlkkr_settings = Dict(config=True, help="The validated mlkkr settings (see mlkkr.settings).")
+    mlkkr_data_dir = Unicode(config=True, help="The platform's data folder.")
+    _db_env = Dict()
+
+    @property
+    def _profile_env(self) -> dict[str, str]:
+        aiida = self.mlkkr_settings["aiida"]
+        env = {
+            "AIIDA_PATH": self.home_dir,
+            "MLKKR_PROFILE": self.user.name,
+            "MLKKR_STORAGE": aiida["storage"],
+            "MLKKR_BROKER": aiida["broker"],
+            "MLKKR_DAEMON_WORKERS": str(aiida["daemon_workers"]),
+            "MLKKR_DATA_DIR": self.mlkkr_data_dir,
+            "MLKKR_STORE": str(Path(self.mlkkr_data_dir) / "store"),
+        }
+        if aiida["broker"] == "rabbitmq":
+            rmq = self.mlkkr_settings["rabbitmq"]
+            env.update({
+                "MLKKR_RMQ_HOST": rmq["host"], "MLKKR_RMQ_PORT": str(rmq["port"]),
+                "MLKKR_RMQ_USER": rmq["user"], "MLKKR_RMQ_PASSWORD": rmq["password"],
+                "MLKKR_RMQ_VHOST": rmq["vhost"],
+                "MLKKR_RMQ_CONSUMER_TIMEOUT_DISABLED": "1" if rmq["consumer_timeout_disabled"] else "0",
+            })
+        env.update(self._db_env)
+        return env
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env.update(self._profile_env)
+        # The daemon re-invokes `verdi`: this environment's bin/ must come first on PATH.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+        return env
+
+    async def start(self):
+        Path(self.home_dir).mkdir(parents=True, exist_ok=True)
+        if self.mlkkr_settings["aiida"]["storage"] == "postgres":
+            from mlkkr.hub.provision import ensure_user_database
+
+            secrets = Path(self.mlkkr_data_dir) / "hub" / "secrets"
+            self._db_env = await asyncio.to_thread(
+                ensure_user_database, self.mlkkr_settings["postgres"], self.user.name, secrets)
+        return await super().start()
+
+    async def stop(self, now: bool = False):
+        await super().stop(now=now)
+        if self.mlkkr_settings["aiida"]["broker"] != "none":
+            from mlkkr.aiida.profile import stop_daemon
+
+            try:
+                await asyncio.to_thread(stop_daemon, self.user.name, {"AIIDA_PATH": self.home_dir})
+            except Exception:  # noqa: BLE001 - a stopped server must not fail because of its daemon
+                self.log.exception("could not stop the AiiDA daemon of %s", self.user.name)
+
+
+def configure(c, settings) -> None:
+    """Fill the JupyterHub config object ``c`` from validated mlkkr ``settings``."""
+    import nativeauthenticator
+
+    hub = settings["hub"]
+    data_dir = settings.data_dir
+    state = data_dir / "hub"
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (data_dir / "users").mkdir(parents=True, exist_ok=True)
+    api_port, hub_port = internal_ports(hub)
+
+    # network
+    c.JupyterHub.bind_url = f"http://{hub['ip']}:{hub['port']}/"
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub_port
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{api_port}"
+    c.ConfigurableHTTPProxy.command = [hub["proxy_command"]]
+    c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+
+    # authentication
+    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.allowed_failed_logins = hub["allowed_failed_logins"]
+    c.NativeAuthenticator.seconds_before_next_try = hub["lockout_seconds"]
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.minimum_password_length = 8
+    c.Authenticator.admin_users = {hub["admin"]}
+    # NativeAuthenticator does its own authorisation (approved accounts only), so any user it
+    # authenticates is allowed in.
+    c.Authenticator.allow_all = True
+    c.Authenticator.username_pattern = USERNAME_PATTERN
+
+    # spawner
+    c.JupyterHub.spawner_class = MlkkrLocalSpawner
+    c.MlkkrLocalSpawner.mlkkr_settings = settings.as_dict()
+    c.MlkkrLocalSpawner.mlkkr_data_dir = str(data_dir)
+    c.SimpleLocalProcessSpawner.home_dir_template = str(data_dir / "users" / "{username}")
+    c.Spawner.cmd = [sys.executable, "-m", "mlkkr.hub.singleuser"]
+    c.Spawner.default_url = hub["default_url"]
+    c.Spawner.http_timeout = hub["spawn_timeout"]
+    c.Spawner.start_timeout = hub["spawn_timeout"]
+    c.Spawner.args = [
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    c.JupyterHub.shutdown_on_logout = False
+    c.JupyterHub.cleanup_servers = True
+
+    # services
+    if hub["idle_timeout"] > 0:
+        c.JupyterHub.services = [{
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                        f"--timeout={hub['idle_timeout']}", "--cull-every=60"],
+        }]
+        c.JupyterHub.load_roles = [{
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }]

@@ -1,0 +1,39 @@
+"""Start a user's server: make or repair the AiiDA profile, start the daemon, exec JupyterLab.
+
+The spawner runs ``python -m mlkkr.hub.singleuser [jupyterhub-singleuser args]``. Profile settings
+come from the ``MLKKR_*`` environment (see :mod:`mlkkr.aiida.profile`). If the profile cannot be made
+the server does not start, and the message says why (the hub shows it on the spawn page and log).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder")
+    from mlkkr.aiida.profile import ProfileSpec, ensure_profile, start_daemon
+    from mlkkr.errors import MlkkrError
+
+    try:
+        spec = ProfileSpec.from_env()
+        report = ensure_profile(spec)
+    except MlkkrError as exc:
+        print(f"mlkkr: the AiiDA profile could not be set up: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"mlkkr: profile {report['profile']!r} ready ({report['storage']}, broker {report['broker']}); "
+          f"{'; '.join(report['actions']) or 'nothing to repair'}", file=sys.stderr, flush=True)
+    if spec.broker != "none" and spec.daemon_workers > 0:
+        start_daemon(spec.name, spec.daemon_workers, wait=False)
+    exe = str(Path(sys.executable).with_name("jupyterhub-singleuser"))
+    if os.geteuid() == 0 and "--allow-root" not in argv:
+        argv.append("--allow-root")
+    os.execv(exe, [exe, *argv])
+
+
+if __name__ == "__main__":
+    main()

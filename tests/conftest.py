@@ -1,0 +1,151 @@
+"""Shared fixtures: real hubs started with ``mlkkr hub``, real Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from mlkkr.hub.client import HubClient
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("MLKKR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "kkr-Green-2026"
+
+
+def free_port_block(size: int = 3) -> int:
+    """A port P with P .. P+size-1 all free on 127.0.0.1 (the hub uses three consecutive ports)."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        try:
+            for offset in range(size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free block of ports")
+
+
+def kill_tree_under(path: Path) -> None:
+    """Kill stray processes that belong to a test's data folder (daemons, kernels, servers)."""
+    marker = str(path)
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+            if marker in cmd or marker in env.get("AIIDA_PATH", "") or marker in env.get("HOME", ""):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+class RunningHub:
+    def __init__(self, data_dir: Path, port: int, args: list[str]):
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = data_dir.parent / f"hub-{port}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlkkr"), "hub", "--data-dir", str(data_dir), "--port", str(port), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"hub did not answer in 90 s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def home(self, username: str) -> Path:
+        return self.data_dir / "users" / username
+
+    def client(self, username: str, password: str = PASSWORD) -> HubClient:
+        return HubClient(self.url, username, password)
+
+    def user(self, username: str, admin: HubClient | None = None) -> HubClient:
+        """Sign up, have ``admin`` approve (unless it is the admin), log in; return the session."""
+        client = self.client(username)
+        client.signup()
+        if admin is not None:
+            admin.authorize(username)
+        assert client.login(), f"{username} could not log in:\n{self.log_tail()}"
+        return client
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        kill_tree_under(self.data_dir)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def hub_factory(tmp_path_factory):
+    """Start real hubs (``mlkkr hub``) on free loopback ports; all are stopped after the module."""
+    hubs: list[RunningHub] = []
+
+    def start(*args: str) -> RunningHub:
+        data_dir = tmp_path_factory.mktemp("hub") / "data"
+        hub = RunningHub(data_dir, free_port_block(), list(args))
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def aiida_run(home: Path, code: str, timeout: float = 180) -> str:
+    """Run Python ``code`` against the AiiDA profile of the user whose home is ``home``."""
+    env = dict(os.environ, AIIDA_PATH=str(home), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
