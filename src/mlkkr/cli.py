@@ -18,29 +18,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("mlkkr.commands.setup:setup", "Create or repair this user's AiiDA profile."),
     "status": ("mlkkr.commands.status:status", "Report profile, storage, broker, daemon and hub."),
     "hub": ("mlkkr.commands.hub:hub", "Start the local JupyterHub (the embedded default)."),
+    "train": ("mlkkr.commands.ml:train", "Train an ML model (exchange: e3nn; potential: JL ridge)."),
+    "predict": ("mlkkr.commands.ml:predict", "Predict with a trained model."),
+    "evaluate": ("mlkkr.commands.ml:evaluate", "Evaluate a trained model on a dataset (errors, parity plots)."),
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose sub-commands are imported on first use."""
+    """A click group whose sub-commands are imported on first use.
+
+    ``lazy_commands`` maps a name to ``("module:attribute", "one-line help")``.
+    """
+
+    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands if lazy_commands is not None else {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(set(self.lazy_commands) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in self.lazy_commands:
             return None
-        target = COMMANDS[cmd_name][0]
-        module_name, attr = target.split(":")
+        module_name, attr = self.lazy_commands[cmd_name][0].split(":")
         return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy_commands:
+                rows.append((name, self.lazy_commands[name][1]))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(80)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="mlkkr")
 def main() -> None:
     """mlkkr: KKR Green-function simulations and machine learning on AiiDA."""

@@ -1,0 +1,67 @@
+"""``mlkkr train | predict | evaluate``: one entry per model kind, dispatched lazily.
+
+A trained model is a folder holding ``model.json`` (at least ``{"kind": "exchange" | "potential",
+"mlkkr_version": ...}`` plus hyper-parameters, species, metrics and the checksum of the training
+data) and its weights. ``evaluate`` reads the kind from ``model.json`` and hands over to that kind's
+command; ``train`` and ``predict`` have one sub-command per kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import click
+
+from mlkkr.cli import LazyGroup
+from mlkkr.errors import InputError
+
+#: model kind -> module with the commands ``train_cmd``, ``predict_cmd`` and ``evaluate_cmd``
+KINDS = {
+    "exchange": "mlkkr.commands.ml_exchange",
+    "potential": "mlkkr.commands.ml_potential",
+}
+HELP = {
+    "exchange": "exchange tensors J_ij (e3nn equivariant network)",
+    "potential": "impurity potentials dV(r) (Jacobi-Legendre ridge)",
+}
+
+
+@click.group("train", cls=LazyGroup,
+             lazy_commands={k: (f"{m}:train_cmd", f"Train a model of {HELP[k]}.") for k, m in KINDS.items()})
+def train():
+    """Train an ML model on a dataset (HDF5 made by `mlkkr data ...`)."""
+
+
+@click.group("predict", cls=LazyGroup,
+             lazy_commands={k: (f"{m}:predict_cmd", f"Predict {HELP[k]}.") for k, m in KINDS.items()})
+def predict():
+    """Predict with a trained model."""
+
+
+def model_kind(model: str | Path) -> str:
+    """The ``kind`` recorded in a model folder's ``model.json``; InputError when it is not a model."""
+    meta = Path(model) / "model.json"
+    if not meta.is_file():
+        raise InputError("MODEL", str(model), reason=f"{model} is not an mlkkr model folder (no model.json)")
+    kind = json.loads(meta.read_text()).get("kind")
+    if kind not in KINDS:
+        raise InputError("model.json:kind", kind, allowed=KINDS)
+    return kind
+
+
+@click.command("evaluate", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+def evaluate(ctx, model):
+    """Evaluate MODEL on a dataset: `mlkkr evaluate MODEL --data D.h5 [--json]`.
+
+    The options are those of the model's kind (see `mlkkr evaluate MODEL --help`).
+    """
+    try:
+        kind = model_kind(model)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    command = importlib.import_module(KINDS[kind]).evaluate_cmd
+    return ctx.invoke(command, **command.make_context("evaluate", [model, *ctx.args], parent=ctx).params)
