@@ -17,6 +17,10 @@ import requests
 
 from mlkkr.hub.client import HubClient
 
+# aiida-core's own fixtures: a throw-away SQLite profile for the session (``aiida_profile``,
+# ``aiida_profile_clean``, ``aiida_localhost``, ``aiida_code_installed``, ``submit_and_await`` ...).
+pytest_plugins = ["aiida.tools.pytest_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SCREENSHOTS = ROOT / "docs" / "screenshots"
