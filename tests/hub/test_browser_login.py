@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from conftest import PASSWORD, aiida_run
 from labdriver import login, new_notebook, run_cell, shot, signup, wait_for_lab
 
@@ -80,7 +81,8 @@ from aiida import load_profile, orm
 load_profile()
 node = orm.load_node('{match.group(1)}')
 calc = node.creator
-print(json.dumps({{"value": node.value, "process": calc.process_label,
-                  "inputs": sorted(n.value for n in calc.base.links.get_incoming().all_nodes()), "profile": load_profile().name}}))
+inputs = sorted(n.value for n in calc.base.links.get_incoming().all_nodes())
+print(json.dumps({{"value": node.value, "process": calc.process_label, "inputs": inputs,
+                  "profile": load_profile().name}}))
 """))
     assert stored == {"value": 42, "process": "add", "inputs": [20, 22], "profile": "bob"}

@@ -99,17 +99,21 @@ class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
 
 
 def configure(c, settings) -> None:
-    """Fill the JupyterHub config object ``c`` from validated mlkkr ``settings``."""
-    import nativeauthenticator
-
-    hub = settings["hub"]
+    """Fill the JupyterHub config object ``c`` for the local mode from validated mlkkr ``settings``."""
     data_dir = settings.data_dir
     state = data_dir / "hub"
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     (data_dir / "users").mkdir(parents=True, exist_ok=True)
-    api_port, hub_port = internal_ports(hub)
+    configure_network(c, settings, state)
+    configure_auth(c, settings)
+    configure_local_spawner(c, settings)
+    configure_services(c, settings)
 
-    # network
+
+def configure_network(c, settings, state: Path) -> None:
+    """Proxy on hub.ip:hub.port; hub and proxy API on 127.0.0.1; hub state files under ``state``."""
+    hub = settings["hub"]
+    api_port, hub_port = internal_ports(hub)
     c.JupyterHub.bind_url = f"http://{hub['ip']}:{hub['port']}/"
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = hub_port
@@ -120,7 +124,12 @@ def configure(c, settings) -> None:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 
-    # authentication
+
+def configure_auth(c, settings) -> None:
+    """NativeAuthenticator: sign-up with admin approval, lock-out, safe usernames (every mode)."""
+    import nativeauthenticator
+
+    hub = settings["hub"]
     c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
     c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
     c.NativeAuthenticator.open_signup = False
@@ -134,7 +143,11 @@ def configure(c, settings) -> None:
     c.Authenticator.allow_all = True
     c.Authenticator.username_pattern = USERNAME_PATTERN
 
-    # spawner
+
+def configure_local_spawner(c, settings) -> None:
+    """The simple local process spawner with mlkkr's per-user AiiDA preparation."""
+    hub = settings["hub"]
+    data_dir = settings.data_dir
     c.JupyterHub.spawner_class = MlkkrLocalSpawner
     c.MlkkrLocalSpawner.mlkkr_settings = settings.as_dict()
     c.MlkkrLocalSpawner.mlkkr_data_dir = str(data_dir)
@@ -143,22 +156,25 @@ def configure(c, settings) -> None:
     c.Spawner.default_url = hub["default_url"]
     c.Spawner.http_timeout = hub["spawn_timeout"]
     c.Spawner.start_timeout = hub["spawn_timeout"]
-    c.Spawner.args = [
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
     c.JupyterHub.shutdown_on_logout = False
     c.JupyterHub.cleanup_servers = True
 
-    # services
+
+def configure_services(c, settings) -> None:
+    """Hub-managed services (every mode): the idle culler, with only the scopes it needs."""
+    hub = settings["hub"]
+    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     if hub["idle_timeout"] > 0:
-        c.JupyterHub.services = [{
+        services.append({
             "name": "idle-culler",
             "command": [sys.executable, "-m", "jupyterhub_idle_culler",
                         f"--timeout={hub['idle_timeout']}", "--cull-every=60"],
-        }]
-        c.JupyterHub.load_roles = [{
+        })
+        roles.append({
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
-        }]
+        })
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
