@@ -1,0 +1,190 @@
+r"""Exchange tensors from the magnetic force theorem (Liechtenstein formula, full tensor with SOC).
+
+Convention — written once, here
+-------------------------------
+Classical spin model for unit moment directions ``e_i``, each pair counted **once**:
+
+    E = − Σ_{i<j} e_i · J_ij · e_j ,     J_ij a 3×3 tensor in meV,
+
+so **J > 0 is ferromagnetic**. ``J_ji = J_ijᵀ``. Decomposition:
+
+    J_ij = J 1 + S + A,   J = Tr(J_ij)/3,   S = (J_ij + J_ijᵀ)/2 − J 1  (symmetric, traceless),
+    A = (J_ij − J_ijᵀ)/2,   D = (A_yz, A_zx, A_xy)   ⇒   e_i · A · e_j = D · (e_i × e_j),
+
+so the Dzyaloshinskii–Moriya term of E is ``− D_ij · (e_i × e_j)``.
+
+Formula. A defect i has the on-site potential ``V_i = U_i + W_i τ_x − Δ_i m_i·σ``; rotating its
+moment to first order, ``δV_i = −Δ_i δe_i·σ``. The grand potential at fixed E_F (Lloyd:
+``δΩ = (1/π) Im ∫ dE f(E) Tr ln(1 − G δV)``) has the second-order cross term
+``−(1/π) Im ∫ dE f Tr(δV_i G_ij δV_j G_ji)``, and matching it to the spin model gives
+
+    J_ij^{αβ} = (Δ_i Δ_j / π) Im ∫ dE f(E) Tr[σ_α G_ij(E + i0) σ_β G_ji(E + i0)]     (eV → ×1000 meV)
+
+with G the Green function of the whole cluster (embedded, all defects present) in the collinear
+reference state with every moment along m, and α, β ⊥ m. The integral runs over the contour
+(:mod:`mlkkr.greens.contour`). Three references (m = z gives xx, xy, yx, yy; m = x gives yy, yz,
+zy, zz; m = y gives zz, zx, xz, xx) give the full tensor; the diagonal elements, obtained twice,
+are averaged. :func:`lloyd_tensor` computes the same tensor independently as finite differences
+of Lloyd band energies of small rotations; the tests require agreement to 1 %.
+
+Other codes: aiida-kkr's impurity Jij parser uses the same sign (J > 0 ferromagnetic, J = Tr/3)
+but writes ``D = (J_yz − J_zy, J_zx − J_xz, J_xy − J_yx)``, twice ours; see
+:func:`mlkkr.data.schema.dmi_from_aiida_kkr`. TB2J counts each pair twice (``E = −Σ_{i≠j}``), so its
+J is half of ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlkkr.errors import InputError
+from mlkkr.greens.defects import Defect, spin_op
+from mlkkr.greens.engine import Engine
+
+EV_TO_MEV = 1000.0
+#: Reference moment directions and the two transverse components each one gives.
+REFERENCES = ((2, (0, 1)), (0, (1, 2)), (1, (2, 0)))
+_UNIT = np.eye(3)
+
+
+def _masks() -> tuple[np.ndarray, np.ndarray]:
+    masks = np.zeros((3, 3, 3))
+    for r, (_, (a, b)) in enumerate(REFERENCES):
+        for x in (a, b):
+            for y in (a, b):
+                masks[r, x, y] = 1.0
+    return masks, masks.sum(axis=0)
+
+
+MASKS, COUNTS = _masks()
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """``J`` (meV), ``D`` (3,) meV and the symmetric traceless ``S`` (3, 3) meV of a tensor."""
+
+    J: float
+    D: np.ndarray
+    S: np.ndarray
+
+
+def decompose(tensor: np.ndarray) -> Decomposition:
+    """Split J_ij (3×3, meV) into J = Tr/3, D = (A_yz, A_zx, A_xy), S = sym − J·1 (see module doc)."""
+    t = np.asarray(tensor, float)
+    j = np.trace(t, axis1=-2, axis2=-1) / 3.0
+    a = (t - np.swapaxes(t, -1, -2)) / 2
+    d = np.stack([a[..., 1, 2], a[..., 2, 0], a[..., 0, 1]], axis=-1)
+    s = (t + np.swapaxes(t, -1, -2)) / 2 - j[..., None, None] * _UNIT
+    return Decomposition(J=j, D=d, S=s)
+
+
+def compose(j: float, d: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`decompose`: the 3×3 tensor from J, D and S."""
+    a = np.zeros((3, 3))
+    a[1, 2], a[2, 0], a[0, 1] = d
+    return j * _UNIT + np.asarray(s, float) + a - a.T
+
+
+def _tensor_from_blocks(engine: Engine, gij: np.ndarray, gji: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """J_ij (meV) from G_ij, G_ji blocks of shape (..., 3 refs, nz, nb, nb) and Δ_iΔ_j (...)."""
+    sig = np.stack([spin_op(engine.host, a) for a in range(3)])  # (3, nb, nb)
+    x = np.einsum("aij,...zjk->...zaik", sig, gij)
+    y = np.einsum("bij,...zjk->...zbik", sig, gji)
+    tr = np.einsum("...zaik,...zbki->...zab", x, y)  # (..., 3r, nz, 3, 3)
+    per_ref = np.einsum("...rzab,z->...rab", tr, engine.contour.w).imag / np.pi  # (..., 3r, 3, 3)
+    t = np.einsum("...rab,rab->...ab", per_ref, MASKS) / COUNTS
+    return t * deltas[..., None, None] * EV_TO_MEV
+
+
+def reference_potentials(engine: Engine, defects: Sequence[Defect], shifts: np.ndarray | None = None,
+                         extra_sites: int = 0) -> np.ndarray:
+    """Cluster potentials for the three reference directions: (3, M, M) eV."""
+    return np.stack([engine.cluster_potential(defects, _UNIT[m], shifts, extra_sites) for m, _ in REFERENCES])
+
+
+def exchange_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, *,
+                    shifts: np.ndarray | None = None, extra_sites: np.ndarray | None = None) -> np.ndarray:
+    """Exchange tensor J_ij (3×3, meV, convention of this module) between defects ``i`` and ``j``.
+
+    ``defects`` is the whole cluster (all defects present in the embedding). With ``shifts`` and
+    ``extra_sites`` (host sites of a screening region, after the defects) the self-consistent
+    scalar potentials of :func:`mlkkr.greens.scf.screen` are used instead of the bare U.
+    """
+    for k, name in ((i, "i"), (j, "j")):
+        if not 0 <= k < len(defects) or not defects[k].params.magnetic:
+            raise InputError(f"pair.{name}", k, reason="must index a magnetic defect of the cluster")
+    if i == j:
+        raise InputError("pair", [i, j], reason="the two defects of a pair must differ")
+    sites = np.array([d.site for d in defects] + ([] if extra_sites is None else list(map(tuple, extra_sites))),
+                     int).reshape(-1, 3)
+    n_extra = len(sites) - len(defects)
+    engine.check_potentials([d.element for d in defects], None if shifts is None else shifts[:len(defects)])
+    g0cc = engine.cluster_g0(sites)
+    v = reference_potentials(engine, defects, shifts, n_extra)
+    nb = engine.nb
+    ci, cj = np.arange(i * nb, (i + 1) * nb), np.arange(j * nb, (j + 1) * nb)
+    x = engine.embed(g0cc, v, np.concatenate([ci, cj]))  # (3, nz, M, 2nb)
+    gij = x[..., ci, nb:]
+    gji = x[..., cj, :nb]
+    deltas = np.asarray(defects[i].params.delta * defects[j].params.delta)
+    return _tensor_from_blocks(engine, gij, gji, deltas)
+
+
+def exchange_tensor_batch(engine: Engine, sites: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    """Tensors J_01 (meV) for a batch of clusters of equal size, pair = defects 0 and 1 of each.
+
+    ``sites`` (B, n, 3) int, ``elements`` (B, n) str. Returns (B, 3, 3). This is the fast path of
+    the dataset builder: one gather of G0 blocks and one batched solve for the whole batch.
+    """
+    sites = np.asarray(sites, int)
+    bsz, ns, _ = sites.shape
+    nb = engine.nb
+    d = sites[:, :, None, :] - sites[:, None, :, :]  # (B, n, n, 3)
+    blocks = engine.g0(d)  # (nz, B, n, n, nb, nb)
+    nz = blocks.shape[0]
+    g0cc = blocks.transpose(1, 0, 2, 4, 3, 5).reshape(bsz, nz, ns * nb, ns * nb)
+    v = np.empty((bsz, 3, ns * nb, ns * nb), complex)
+    deltas = np.empty(bsz)
+    for b in range(bsz):
+        defs = [Defect(str(e), tuple(s)) for e, s in zip(elements[b], sites[b], strict=True)]
+        v[b] = reference_potentials(engine, defs)
+        deltas[b] = defs[0].params.delta * defs[1].params.delta
+    x = engine.embed(g0cc[:, None], v, np.arange(2 * nb))  # (B, 3, nz, M, 2nb)
+    gij = x[..., :nb, nb:]
+    gji = x[..., nb:2 * nb, :nb]
+    return _tensor_from_blocks(engine, gij, gji, deltas)
+
+
+def lloyd_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, theta: float = 0.02) -> np.ndarray:
+    """The same tensor J_ij (meV) as finite differences of Lloyd band energies of small rotations.
+
+    For each reference m and transverse directions n_α (of i) and n_β (of j), the moments are tilted
+    to ``e = m cos θ ± n sin θ``; with ``E(s_i, s_j)`` the Lloyd grand-potential change of the
+    whole cluster (host G0 only — no embedded G enters),
+    ``J^{αβ} = −[E(++) − E(+−) − E(−+) + E(−−)] / (4 sin²θ)`` (error O(θ²)).
+    """
+    sites = np.array([d.site for d in defects], int)
+    g0cc = engine.cluster_g0(sites)
+    nb = engine.nb
+    per_ref = np.zeros((3, 3, 3))
+    for r, (m, trans) in enumerate(REFERENCES):
+        v_ref = engine.cluster_potential(defects, _UNIT[m])
+        vs, idx = [], []
+        for a in trans:
+            for b in trans:
+                for si in (1, -1):
+                    for sj in (1, -1):
+                        v = v_ref.copy()
+                        for k, (axis, s) in ((i, (a, si)), (j, (b, sj))):
+                            e = _UNIT[m] * np.cos(theta) + s * _UNIT[axis] * np.sin(theta)
+                            blk = engine.cluster_potential([defects[k]], e)
+                            v[k * nb:(k + 1) * nb, k * nb:(k + 1) * nb] = blk
+                        vs.append(v)
+                        idx.append((a, b, si * sj))
+        e = engine.lloyd(g0cc, np.stack(vs), v_ref)
+        for (a, b, sign), val in zip(idx, e, strict=True):
+            per_ref[r, a, b] -= sign * val / (4 * np.sin(theta) ** 2)
+    return np.einsum("rab,rab->ab", per_ref, MASKS) / COUNTS * EV_TO_MEV
