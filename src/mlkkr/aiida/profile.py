@@ -62,8 +62,8 @@ class ProfileSpec:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name or ""):
-            raise InputError("profile", self.name, reason="profile names are 1-64 characters of letters, "
-                             "digits, '_', '.', '@' or '-', starting with a letter or digit")
+            raise InputError("profile", self.name, reason=f"{self.name!r} is not a valid name: use 1-64 "
+                             "letters, digits, '_', '.', '@' or '-', starting with a letter or digit")
         if self.storage not in STORAGES:
             raise InputError("storage", self.storage, allowed=STORAGES)
         if self.broker not in BROKERS:

@@ -7,10 +7,28 @@ the server does not start, and the message says why (the hub shows it on the spa
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
 from pathlib import Path
+
+
+#: JupyterLab settings written into a new user's home (never over the user's own choices):
+#: no "Would you like to get notified about official Jupyter news?" pop-up, no update checks.
+LAB_DEFAULTS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def write_lab_defaults(home: Path) -> None:
+    settings_dir = home / ".jupyter" / "lab" / "user-settings"
+    for relpath, values in LAB_DEFAULTS.items():
+        path = settings_dir / relpath
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     print(f"mlkkr: profile {report['profile']!r} ready ({report['storage']}, broker {report['broker']}); "
           f"{'; '.join(report['actions']) or 'nothing to repair'}", file=sys.stderr, flush=True)
+    write_lab_defaults(Path(os.environ.get("HOME", str(Path.home()))))
     if spec.broker != "none" and spec.daemon_workers > 0:
         start_daemon(spec.name, spec.daemon_workers, wait=False)
     exe = str(Path(sys.executable).with_name("jupyterhub-singleuser"))

@@ -1,0 +1,39 @@
+# Thin wrappers; the logic lives in Python (mlkkr) and scripts/.
+#   make install   virtual environment (.venv, Python 3.12), the package with its pinned stack, the proxy
+#   make run       the platform on its embedded default: http://127.0.0.1:8000 (data in ./var)
+#   make test      the whole test suite (unit, services, browser, container, chart)
+#   make bench     the benchmarks (each prints ratios against a reference run)
+SHELL := /bin/bash
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+PORT  ?= 8000
+DATA  ?= var
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench lint image chart clean-var
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/find-python.sh
+	@test -x $(BIN)/python || $$(scripts/find-python.sh) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[test,deploy]'
+	$(BIN)/python -m pip check
+	@test -x $(BIN)/configurable-http-proxy || npm install --silent -g --prefix $(VENV) configurable-http-proxy
+	@touch $@
+	@echo "installed: $$($(BIN)/mlkkr --version), proxy $$($(BIN)/configurable-http-proxy --version)"
+
+run: install
+	$(BIN)/mlkkr hub --data-dir $(DATA) --port $(PORT)
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean-var:
+	rm -rf $(DATA)
