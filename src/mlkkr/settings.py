@@ -83,6 +83,27 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                                      "(as .ci/run and the images set it); silences AiiDA's "
                                                      "version warning"),
     },
+    "docker": {
+        "image": Key(str, "localhost/mlkkr-singleuser:cpu", "single-host mode: the singleuser image"),
+        "pull_policy": Key(str, "ifnotpresent", "when DockerSpawner pulls the image",
+                           choices=("ifnotpresent", "always", "never", "skip")),
+        "network": Key(str, "mlkkr", "container network shared by the hub and the user containers"),
+        "container_name": Key(str, "{prefix}-{username}", "name of a user's container"),
+        "home_volume": Key(str, "mlkkr-home-{username}", "named volume of a user's home ({username} "
+                                                         "is replaced); it survives the container"),
+        "store_volume": Key(str, "mlkkr-store", "the shared archive store: a named volume or an "
+                                                "absolute host folder, mounted read-only in user containers"),
+        "store_path": Key(str, "/srv/mlkkr-store", "where the store is mounted (given as MLKKR_STORE)"),
+        "hub_state": Key(str, "/srv/jupyterhub", "the hub's database and secrets inside the hub container"),
+        "hub_api_port": Key(int, 8081, "port of the hub's API inside the hub container", minimum=1,
+                            maximum=65535),
+        "hub_connect_ip": Key(str, "", "address user containers reach the hub at (default: the hub "
+                                       "container's own address on the network)"),
+        "remove_containers": Key(bool, True, "delete a user's container when their server stops (the "
+                                             "home volume stays)"),
+        "mem_limit": Key(str, "", "memory limit of a user container, e.g. '8G' (empty: none)"),
+        "cpu_limit": Key(float, 0.0, "CPU limit of a user container (0: none)", minimum=0.0),
+    },
 }
 
 
