@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-import requests
 
-from mlkkr.hub.client import HubClient
+from mlkkr.hub.client import HubClient, HubProcess
 
 # aiida-core's own fixtures: a throw-away SQLite profile for the session (``aiida_profile``,
 # ``aiida_profile_clean``, ``aiida_localhost``, ``aiida_code_installed``, ``submit_and_await`` ...).
@@ -57,30 +54,15 @@ def kill_tree_under(path: Path) -> None:
             pass
 
 
-class RunningHub:
+class RunningHub(HubProcess):
+    """``mlkkr hub`` on free loopback ports with its own data folder."""
+
     def __init__(self, data_dir: Path, port: int, args: list[str]):
         self.data_dir = data_dir
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = data_dir.parent / f"hub-{port}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [str(BIN / "mlkkr"), "hub", "--data-dir", str(data_dir), "--port", str(port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"hub did not answer in 90 s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__([str(BIN / "mlkkr"), "hub", "--data-dir", str(data_dir), "--port", str(port), *args],
+                         f"http://127.0.0.1:{port}", data_dir.parent / f"hub-{port}.log")
 
     def home(self, username: str) -> Path:
         return self.data_dir / "users" / username
@@ -98,14 +80,8 @@ class RunningHub:
         return client
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        super().stop()
         kill_tree_under(self.data_dir)
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

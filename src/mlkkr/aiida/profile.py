@@ -304,8 +304,26 @@ def daemon_env() -> dict[str, str]:
     return env
 
 
-def start_daemon(profile: str, workers: int, wait: bool = True) -> None:
-    """Start the profile's daemon (no-op if it runs). ``wait=False`` detaches, for server start-up."""
+_DEFERRED_START = """
+import socket, subprocess, sys, time
+host, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while port and time.monotonic() < deadline:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.5)
+subprocess.Popen(sys.argv[4:], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+def start_daemon(profile: str, workers: int, wait: bool = True, after: tuple[str, int] | None = None) -> None:
+    """Start the profile's daemon (no-op if it runs).
+
+    ``wait=False`` detaches (for a server's start-up); with ``after=(host, port)`` the detached starter
+    first waits (at most 2 minutes) until that port answers, so that the daemon's own start (three
+    Python processes importing AiiDA) does not compete with the user's server for the CPU.
+    """
     if workers <= 0:
         return
     cmd = [verdi_executable(), "-p", profile, "daemon", "start", str(workers)]
@@ -314,14 +332,11 @@ def start_daemon(profile: str, workers: int, wait: bool = True) -> None:
         if result.returncode != 0 and "already running" not in (result.stdout + result.stderr):
             raise ServiceError(f"could not start the AiiDA daemon: {result.stdout}{result.stderr}".strip())
         return
-    # Double fork through a throw-away interpreter so the daemon starter is re-parented to init and
-    # the server that execs after us never inherits a child it does not reap.
-    subprocess.run(
-        [sys.executable, "-c",
-         "import subprocess, sys; subprocess.Popen(sys.argv[1:], start_new_session=True, "
-         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)", *cmd],
-        env=daemon_env(), check=True, timeout=30,
-    )
+    host, port = after or ("", 0)
+    # A throw-away interpreter starts the daemon in a new session: it is re-parented to init, and the
+    # server that execs after us never inherits a child it does not reap.
+    subprocess.Popen([sys.executable, "-c", _DEFERRED_START, host, str(port), "120", *cmd], env=daemon_env(),
+                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_daemon(profile: str, env: dict[str, str] | None = None, timeout: float = 60) -> bool:

@@ -99,3 +99,52 @@ class HubClient:
                 return
             time.sleep(0.25)
         raise HubError(f"server of {username or self.username} still running after {timeout} s")
+
+
+class HubProcess:
+    """A hub started as a child process (``mlkkr hub`` or any ``jupyterhub`` command line).
+
+    Waits until ``/hub/api`` answers; :meth:`stop` sends SIGTERM (the hub then stops its users'
+    servers) and kills the process group if it does not exit in time. Logs go to ``log_path``.
+    """
+
+    def __init__(self, cmd: list[str], url: str, log_path, env: dict | None = None, cwd=None,
+                 timeout: float = 90) -> None:
+        import subprocess
+        from pathlib import Path
+
+        self.url = url
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HubError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/api", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise HubError(f"hub did not answer in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 60) -> None:
+        import os
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if not self._log.closed:
+            self._log.close()

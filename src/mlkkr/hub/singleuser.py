@@ -13,7 +13,6 @@ import sys
 import warnings
 from pathlib import Path
 
-
 #: JupyterLab settings written into a new user's home (never over the user's own choices):
 #: no "Would you like to get notified about official Jupyter news?" pop-up, no update checks.
 LAB_DEFAULTS = {
@@ -29,6 +28,14 @@ def write_lab_defaults(home: Path) -> None:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values, indent=2))
+
+
+def _server_address() -> tuple[str, int] | None:
+    """Where this server will listen (JupyterHub says so in JUPYTERHUB_SERVICE_URL)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
+    return (url.hostname or "127.0.0.1", url.port) if url.port else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'; '.join(report['actions']) or 'nothing to repair'}", file=sys.stderr, flush=True)
     write_lab_defaults(Path(os.environ.get("HOME", str(Path.home()))))
     if spec.broker != "none" and spec.daemon_workers > 0:
-        start_daemon(spec.name, spec.daemon_workers, wait=False)
+        start_daemon(spec.name, spec.daemon_workers, wait=False, after=_server_address())
     exe = str(Path(sys.executable).with_name("jupyterhub-singleuser"))
     if os.geteuid() == 0 and "--allow-root" not in argv:
         argv.append("--allow-root")
