@@ -10,11 +10,15 @@ PORT  ?= 8000
 DATA  ?= var
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint image chart clean-var
+.PHONY: install run test bench lint image chart clean-var machine
 
 install: $(VENV)/.installed
 
+machine:
+	scripts/prepare-machine.sh test
+
 $(VENV)/.installed: pyproject.toml scripts/find-python.sh
+	scripts/prepare-machine.sh run
 	@test -x $(BIN)/python || $$(scripts/find-python.sh) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test,deploy]'
@@ -26,7 +30,7 @@ $(VENV)/.installed: pyproject.toml scripts/find-python.sh
 run: install
 	$(BIN)/mlkkr hub --data-dir $(DATA) --port $(PORT)
 
-test: install
+test: machine install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
