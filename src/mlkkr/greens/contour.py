@@ -155,11 +155,16 @@ def fermi(x: np.ndarray) -> np.ndarray:
 def gauss_fermi(n: int, half_width: float = _FERMI_WINDOW) -> tuple[np.ndarray, np.ndarray]:
     """Gauss quadrature with weight ``f(y) = 1/(e^y + 1)`` on ``[-half_width, half_width]``.
 
-    Nodes and weights from the discretised Stieltjes procedure on a fine Gauss–Legendre grid
+    Nodes and weights from the discretised Stieltjes procedure on a composite Gauss–Legendre grid
     (exact for polynomials of degree ``2n − 1`` times ``f`` up to the discretisation, ~1e-14).
     """
-    m = max(4000, 40 * n)
-    t, g = _gl(-half_width, half_width, m)
+    # composite Gauss–Legendre: panels of width ≤ 1 (f is analytic within π of the real axis)
+    panels = int(np.ceil(2 * half_width))
+    x, g0 = np.polynomial.legendre.leggauss(max(16, n))
+    edges = np.linspace(-half_width, half_width, panels + 1)
+    h = np.diff(edges)[:, None] / 2
+    t = ((edges[:-1, None] + edges[1:, None]) / 2 + h * x).ravel()
+    g = (h * g0).ravel()
     lam = g * fermi(t)
     # Stieltjes: orthonormal polynomials on the discrete measure (t, lam)
     alpha = np.zeros(n)

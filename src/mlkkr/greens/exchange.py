@@ -35,14 +35,17 @@ J is half of ours.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from mlkkr.errors import InputError
-from mlkkr.greens.defects import Defect, spin_op
+from mlkkr.greens._threads import single_threaded
+from mlkkr.greens.defects import ELEMENTS, Defect, onsite_potential, spin_op
 from mlkkr.greens.engine import Engine
+from mlkkr.greens.hosts import Host
 
 EV_TO_MEV = 1000.0
 #: Reference moment directions and the two transverse components each one gives.
@@ -89,14 +92,27 @@ def compose(j: float, d: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def _tensor_from_blocks(engine: Engine, gij: np.ndarray, gji: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-    """J_ij (meV) from G_ij, G_ji blocks of shape (..., 3 refs, nz, nb, nb) and Δ_iΔ_j (...)."""
+    """J_ij (meV) from G_ij, G_ji blocks of shape (..., 3 refs, nz, nb, nb) and Δ_iΔ_j (...).
+
+    ``Σ_z w_z Tr(σ_α G_ij σ_β G_ji)`` for all α, β as one matrix product per reference:
+    ``X[α] = w σ_α G_ij`` and ``Y[β] = (σ_β G_ji)ᵀ`` flattened over (z, orbital pairs).
+    """
     sig = np.stack([spin_op(engine.host, a) for a in range(3)])  # (3, nb, nb)
-    x = np.einsum("aij,...zjk->...zaik", sig, gij)
-    y = np.einsum("bij,...zjk->...zbik", sig, gji)
-    tr = np.einsum("...zaik,...zbki->...zab", x, y)  # (..., 3r, nz, 3, 3)
-    per_ref = np.einsum("...rzab,z->...rab", tr, engine.contour.w).imag / np.pi  # (..., 3r, 3, 3)
+    w = engine.contour.w[:, None, None]
+    x = np.stack([sig[a] @ gij for a in range(3)], axis=-4) * w  # (..., 3r, 3a, nz, nb, nb)
+    y = np.stack([np.swapaxes(sig[b] @ gji, -1, -2) for b in range(3)], axis=-4)
+    shp = x.shape[:-3] + (-1,)
+    per_ref = (x.reshape(shp) @ np.swapaxes(y.reshape(shp), -1, -2)).imag / np.pi  # (..., 3r, 3a, 3b)
     t = np.einsum("...rab,rab->...ab", per_ref, MASKS) / COUNTS
-    return t * deltas[..., None, None] * EV_TO_MEV
+    return t * np.asarray(deltas)[..., None, None] * EV_TO_MEV
+
+
+@functools.lru_cache(maxsize=8)
+def _onsite_table(host: Host) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """Element index, on-site blocks (n_el, 3 refs, nb, nb) eV, and Δ (n_el,) for fast batches."""
+    names = list(ELEMENTS)
+    blocks = np.stack([np.stack([onsite_potential(host, e, _UNIT[m]) for m, _ in REFERENCES]) for e in names])
+    return {e: k for k, e in enumerate(names)}, blocks, np.array([ELEMENTS[e].delta for e in names])
 
 
 def reference_potentials(engine: Engine, defects: Sequence[Defect], shifts: np.ndarray | None = None,
@@ -105,6 +121,7 @@ def reference_potentials(engine: Engine, defects: Sequence[Defect], shifts: np.n
     return np.stack([engine.cluster_potential(defects, _UNIT[m], shifts, extra_sites) for m, _ in REFERENCES])
 
 
+@single_threaded
 def exchange_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, *,
                     shifts: np.ndarray | None = None, extra_sites: np.ndarray | None = None) -> np.ndarray:
     """Exchange tensor J_ij (3×3, meV, convention of this module) between defects ``i`` and ``j``.
@@ -133,6 +150,7 @@ def exchange_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, *
     return _tensor_from_blocks(engine, gij, gji, deltas)
 
 
+@single_threaded
 def exchange_tensor_batch(engine: Engine, sites: np.ndarray, elements: np.ndarray) -> np.ndarray:
     """Tensors J_01 (meV) for a batch of clusters of equal size, pair = defects 0 and 1 of each.
 
@@ -142,22 +160,26 @@ def exchange_tensor_batch(engine: Engine, sites: np.ndarray, elements: np.ndarra
     sites = np.asarray(sites, int)
     bsz, ns, _ = sites.shape
     nb = engine.nb
-    d = sites[:, :, None, :] - sites[:, None, :, :]  # (B, n, n, 3)
-    blocks = engine.g0(d)  # (nz, B, n, n, nb, nb)
+    index, table, delta = _onsite_table(engine.host)
+    el = np.vectorize(index.__getitem__, otypes=[int])(np.asarray(elements))  # (B, n)
+    blocks = engine.g0(sites[:, :, None, :] - sites[:, None, :, :])  # (nz, B, n, n, nb, nb)
     nz = blocks.shape[0]
-    g0cc = blocks.transpose(1, 0, 2, 4, 3, 5).reshape(bsz, nz, ns * nb, ns * nb)
-    v = np.empty((bsz, 3, ns * nb, ns * nb), complex)
-    deltas = np.empty(bsz)
-    for b in range(bsz):
-        defs = [Defect(str(e), tuple(s)) for e, s in zip(elements[b], sites[b], strict=True)]
-        v[b] = reference_potentials(engine, defs)
-        deltas[b] = defs[0].params.delta * defs[1].params.delta
-    x = engine.embed(g0cc[:, None], v, np.arange(2 * nb))  # (B, 3, nz, M, 2nb)
+    g0cc = blocks.transpose(1, 0, 2, 4, 3, 5).reshape(bsz, 1, nz, ns * nb, ns * nb)
+    vblk = table[el].transpose(0, 2, 1, 3, 4)[:, :, None]  # (B, 3r, 1, n, nb, nb)
+    # A = 1 − G0 V with V block-diagonal: column block j of G0 times V_j
+    a = np.empty((bsz, 3, nz, ns * nb, ns * nb), complex)
+    for j in range(ns):
+        cols = slice(j * nb, (j + 1) * nb)
+        a[..., cols] = -(g0cc[..., cols] @ vblk[:, :, :, j])
+    a[..., np.arange(ns * nb), np.arange(ns * nb)] += 1.0
+    rhs = np.broadcast_to(g0cc[..., :2 * nb], a.shape[:-1] + (2 * nb,))
+    x = np.linalg.solve(a, rhs)  # (B, 3, nz, M, 2nb)
     gij = x[..., :nb, nb:]
     gji = x[..., nb:2 * nb, :nb]
-    return _tensor_from_blocks(engine, gij, gji, deltas)
+    return _tensor_from_blocks(engine, gij, gji, delta[el[:, 0]] * delta[el[:, 1]])
 
 
+@single_threaded
 def lloyd_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, theta: float = 0.02) -> np.ndarray:
     """The same tensor J_ij (meV) as finite differences of Lloyd band energies of small rotations.
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlkkr.errors import InputError
+from mlkkr.greens._threads import single_threaded
 from mlkkr.greens.hosts import Host
 
 #: Default working-memory budget for one chunk of energies in :func:`host_green` (bytes).
@@ -43,6 +44,7 @@ class BlochEigen:
         return np.conj(np.swapaxes(self.u, -1, -2))
 
 
+@single_threaded
 def bloch_eigen(host: Host, n: int) -> BlochEigen:
     """Diagonalise the host's Bloch Hamiltonian on the Γ-centred n³ grid."""
     if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 2:
@@ -58,6 +60,7 @@ def _green_k(eig: BlochEigen, z: np.ndarray) -> np.ndarray:
     return (eig.u[None] * inv[..., None, :]) @ eig.uh[None]
 
 
+@single_threaded
 def host_green(host: Host, n: int, z: np.ndarray, d: np.ndarray | None = None, *,
                eig: BlochEigen | None = None, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
     """Host Green function by FFT over the n³ k-grid.
@@ -95,6 +98,7 @@ def host_green(host: Host, n: int, z: np.ndarray, d: np.ndarray | None = None, *
     return out
 
 
+@single_threaded
 def host_green_direct(host: Host, n: int, z: np.ndarray, d: np.ndarray, *,
                       eig: BlochEigen | None = None) -> np.ndarray:
     """The same ``g(d; z)`` by the direct k-sum (reference for tests and benchmarks): (nz, nd, nb, nb)."""

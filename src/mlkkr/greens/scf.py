@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlkkr.errors import InputError
+from mlkkr.greens._threads import single_threaded
 from mlkkr.greens.defects import Defect
 from mlkkr.greens.engine import Engine
 
@@ -128,28 +129,31 @@ def region(defects: Sequence[Defect], radius: float) -> np.ndarray:
 
 
 class _Charges:
-    """Δn(ΔV) on a fixed region: the host blocks are gathered once."""
+    """Δn(ΔV) on a fixed region: ``G = (G0⁻¹ − V)⁻¹`` with ``G0⁻¹`` of the region computed once, so
+    an evaluation is one batched inversion (V is block-diagonal: no matrix product)."""
 
     def __init__(self, engine: Engine, defects: Sequence[Defect], sites: np.ndarray, moment: np.ndarray) -> None:
         self.engine = engine
         self.defects = list(defects)
         self.n = len(sites)
         self.nb = engine.nb
-        self.g0cc = engine.cluster_g0(sites)
+        g0cc = engine.cluster_g0(sites)
+        self.p = np.linalg.inv(g0cc)
         self.moment = moment
         nb = self.nb
         idx = np.arange(self.n * nb).reshape(self.n, nb)
         self.diag = (idx[:, :, None], idx[:, None, :])
-        self.g0_trace = np.einsum("zsaa->zs", self.g0cc[:, self.diag[0], self.diag[1]])
+        self.g0_trace = np.einsum("zsaa->zs", g0cc[:, self.diag[0], self.diag[1]])
 
     def __call__(self, shifts: np.ndarray) -> np.ndarray:
         eng = self.engine
         v = eng.cluster_potential(self.defects, self.moment, shifts, self.n - len(self.defects))
-        g = eng.embed(self.g0cc, v)
+        g = np.linalg.inv(self.p - v)
         tr = np.einsum("zsaa->zs", g[:, self.diag[0], self.diag[1]]) - self.g0_trace
         return -(eng.contour.w @ tr).imag / np.pi
 
 
+@single_threaded
 def screen(engine: Engine, defects: Sequence[Defect], params: ScfParams | None = None) -> ScreeningResult:
     """Self-consistent ΔV and Δn on every site within ``params.radius`` of the defect cluster."""
     p = params if params is not None else ScfParams()
