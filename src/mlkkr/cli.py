@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("mlkkr.commands.setup:setup", "Create or repair this user's AiiDA profile."),
     "status": ("mlkkr.commands.status:status", "Report profile, storage, broker, daemon and hub."),
     "hub": ("mlkkr.commands.hub:hub", "Start the local JupyterHub (the embedded default)."),
+    "engine": ("mlkkr.commands.engine:engine", "Run the model Green-function engine (exchange, embed)."),
+    "data": ("mlkkr.commands.data:data", "Build datasets (exchange pairs, impurity potentials) as HDF5."),
     "train": ("mlkkr.commands.ml:train", "Train an ML model (exchange: e3nn; potential: JL ridge)."),
     "predict": ("mlkkr.commands.ml:predict", "Predict with a trained model."),
     "evaluate": ("mlkkr.commands.ml:evaluate", "Evaluate a trained model on a dataset (errors, parity plots)."),
