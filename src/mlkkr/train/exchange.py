@@ -1,0 +1,468 @@
+"""Training, checkpoints, loading, prediction and evaluation of the exchange model (no AiiDA, no click).
+
+A trained model is a folder::
+
+    model.json       {"kind": "exchange", "mlkkr_version", "model": hyper-parameters, "training": ...,
+                      "species", "data": {sha256, n_records, split}, "metrics", "best_epoch", ...}
+    weights.pt       state dict of the best epoch (lowest validation loss)
+    checkpoint.pt    the full state after the last finished epoch (model, optimiser, scheduler,
+                     early-stopping counters, history): what ``resume=True`` continues from
+    baseline.npz     the distance-and-species kernel-ridge baseline, fitted on the same training split
+    split.npz        indices of the train / val / test records
+    history.json     per-epoch losses and validation errors
+
+Every file is written to a temporary name and renamed into place, so a kill at any moment leaves the
+previous checkpoint intact. Reproducibility: the weights are initialised from ``seed``, and epoch e
+shuffles with ``numpy.random.default_rng([seed, e])``, so a resumed run repeats exactly what an
+uninterrupted one does (same device, dtype and thread count).
+
+Loss: per-irrep normalised mean squared error of the tensor in e3nn's orthonormal basis,
+``w_J·MSE(0e)/σ0² + w_D·MSE(1e)/σ1² + w_S·MSE(2e)/σ2²`` with σ the training-set scales (0e ↔ J·√3,
+1e ↔ D·√2, 2e ↔ S), so J, D and S count alike whatever their size in meV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlkkr import __version__ as MLKKR_VERSION
+from mlkkr.errors import InputError
+from mlkkr.models.baseline_exchange import DistanceSpeciesBaseline
+from mlkkr.models.exchange import ExchangeModelConfig, ExchangeNet, PairGraphs, build_graphs, tensor_stats
+from mlkkr.train.exchange_data import SPLITS, split_by_environment, validate_pairs
+from mlkkr.train.exchange_metrics import error_table
+
+KIND = "exchange"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after the checkpoint of epoch ``stop_after`` (a simulated kill, for tests)."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings.
+
+    epochs: most epochs. batch_size: pairs per step. lr: Adam learning rate; halved (``lr_factor``)
+    after ``lr_patience`` epochs without validation improvement, down to ``min_lr``. patience: early
+    stopping after that many epochs without improvement. seed: initial weights, shuffling, split.
+    split: train/val/test fractions (by environment). device: "cpu", "cuda", "cuda:N" or "auto".
+    dtype: "float32" or "float64". loss_weights: w_J, w_D, w_S. grad_clip: max gradient norm.
+    baseline: also fit the distance-and-species baseline on the training split.
+    """
+
+    epochs: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
+    lr_factor: float = 0.5
+    lr_patience: int = 8
+    min_lr: float = 1e-5
+    patience: int = 25
+    seed: int = 0
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    device: str = "cpu"
+    dtype: str = "float32"
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"J": 1.0, "D": 1.0, "S": 1.0})
+    grad_clip: float = 10.0
+    baseline: bool = True
+
+    def validate(self) -> None:
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("lr_patience", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise InputError(name, v, allowed=f"an integer >= {lo}")
+        for name in ("lr", "min_lr", "grad_clip"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not np.isfinite(v) or v <= 0:
+                raise InputError(name, v, allowed="a positive number")
+        if not 0 < self.lr_factor < 1:
+            raise InputError("lr_factor", self.lr_factor, allowed="a number between 0 and 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError("seed", self.seed, allowed="an integer >= 0")
+        if self.dtype not in DTYPES:
+            raise InputError("dtype", self.dtype, allowed=list(DTYPES))
+        if set(self.loss_weights) != {"J", "D", "S"} or any(v < 0 for v in self.loss_weights.values()):
+            raise InputError("loss_weights", self.loss_weights, allowed="w_J, w_D, w_S >= 0")
+        resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; refuses unknown names and an absent GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError("device", name, allowed=["cpu", "cuda", "cuda:N", "auto"]) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError("device", name, allowed=["cpu", "cuda", "cuda:N", "auto"])
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", name, reason="no CUDA device is available here (torch.cuda.is_available() "
+                         "is False); use --device cpu")
+    return dev
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def savez(path: Path, arrays: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic(path, write)
+
+
+def write_json(path: Path, data: Any) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain)))
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def torch_save(path: Path, obj: Any) -> None:
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def species_of(pairs: Sequence[Any]) -> list[str]:
+    """Every label the graphs of ``pairs`` use: magnetic species, other defects, host names (sorted)."""
+    names = set()
+    for p in pairs:
+        names.update([p.species_i, p.species_j, str(p.host), *p.environment_species])
+    return sorted(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------------------
+def batches(graphs: PairGraphs, targets: np.ndarray | None, idx: np.ndarray, size: int,
+            device: torch.device, dtype: torch.dtype):
+    """Yield (graphs, targets) torch batches of the records ``idx`` in that order."""
+    for s in range(0, len(idx), size):
+        part = idx[s:s + size]
+        g = graphs.subset(part).to_torch(device, dtype)
+        t = None if targets is None else torch.as_tensor(targets[part], dtype=dtype, device=device)
+        yield g, t
+
+
+def loss_fn(net: ExchangeNet, pred: torch.Tensor, true: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+    """Per-irrep normalised MSE (see module doc)."""
+    d = net.from_cartesian(pred - true) / net.scale
+    return (weights["J"] * d[:, 0].pow(2).mean() + weights["D"] * d[:, 1:4].pow(2).mean()
+            + weights["S"] * d[:, 4:9].pow(2).mean())
+
+
+@torch.no_grad()
+def predict_graphs(net: ExchangeNet, graphs: PairGraphs, batch_size: int = 1024,
+                   device: torch.device | str = "cpu") -> np.ndarray:
+    """Tensors (n, 3, 3) meV for numpy graphs."""
+    net.eval()
+    dtype = next(net.parameters()).dtype
+    out = []
+    idx = np.arange(len(graphs))
+    for g, _ in batches(graphs, None, idx, batch_size, torch.device(device), dtype):
+        out.append(net(g).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 3, 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    folder: Path
+    meta: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig, cfg: TrainConfig, *,
+        data_sha256: str = "", resume: bool = False, progress: bool = True,
+        log: Callable[[str], None] = print, stop_after: int | None = None) -> FitResult:
+    """Train an :class:`ExchangeNet` on ``pairs`` into the model folder ``folder``.
+
+    ``model_cfg.species`` empty → every label in the data. ``resume=True`` continues from
+    ``folder/checkpoint.pt`` (refused if it was made with other data or settings). ``stop_after``
+    raises :class:`TrainingInterrupted` right after the checkpoint of that epoch (tests).
+    """
+    cfg.validate()
+    validate_pairs(pairs)
+    device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
+    folder = Path(folder)
+    ckpt_path = folder / "checkpoint.pt"
+    if resume and not ckpt_path.is_file():
+        raise InputError("--resume", str(folder), reason=f"no checkpoint to resume from in {folder}")
+    if not resume and (folder / "model.json").exists():
+        raise InputError("output", str(folder), reason="a model already exists there; choose another folder "
+                         "or --resume an interrupted training")
+
+    data_species = species_of(pairs)
+    if not model_cfg.species:
+        model_cfg.species = data_species
+    unknown = sorted(set(data_species) - set(model_cfg.species))
+    if unknown:
+        raise InputError("species", unknown[0], allowed=model_cfg.species, reason="the data has a species the "
+                         "model configuration does not list")
+    split = split_by_environment(pairs, cfg.split, cfg.seed)
+    for name in ("train", "val"):
+        if len(split[name]) == 0:
+            raise InputError(f"split.{name}", 0, reason=f"the {name} split is empty; training needs both "
+                             "train and validation pairs")
+    targets = np.array([p.tensor for p in pairs], float)
+    graphs = build_graphs(pairs, model_cfg.species, model_cfg.r_env, model_cfg.r_host)
+    dmax = float(np.linalg.norm(graphs.bond, axis=1).max())
+    model_cfg.r_pair = float(max(model_cfg.r_pair, dmax))
+    counts = np.diff(graphs.env_ptr)
+    model_cfg.stats = tensor_stats(targets[split["train"]], counts[split["train"]])
+    settings = {"model": model_cfg.to_dict(), "training": asdict(cfg), "data_sha256": data_sha256,
+                "n_records": len(pairs)}
+    folder.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
+
+    torch.manual_seed(cfg.seed)
+    net = ExchangeNet.build(model_cfg, dtype).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
+                                                       min_lr=cfg.min_lr)
+    state: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0,
+                             "history": [], "best_state": None, "train_seconds": 0.0, "done": False}
+    if resume:
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["settings"] != json.loads(json.dumps(settings, default=_plain)):
+            raise InputError("--resume", str(folder), reason="the checkpoint was made with other data or "
+                             "settings; resume with the same --data and options")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        state = ck["state"]
+        log(f"resuming after epoch {state['epoch']} (best val loss {state['best_val']:.4g} at epoch "
+            f"{state['best_epoch']})")
+    savez(folder / "split.npz", split)
+
+    train_idx, val_idx = split["train"], split["val"]
+    while not state["done"] and state["epoch"] < cfg.epochs:
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        net.train()
+        order = train_idx[np.random.default_rng([cfg.seed, epoch]).permutation(len(train_idx))]
+        bar = _bar(len(order), epoch, cfg.epochs, progress)
+        running, seen = 0.0, 0
+        for g, t in batches(graphs, targets, order, cfg.batch_size, device, dtype):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net, net(g), t, cfg.loss_weights)
+            if not torch.isfinite(loss):
+                raise InputError("training", float(loss), reason=f"the loss became non-finite in epoch {epoch}; "
+                                 "lower --lr")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            n = len(t)
+            running += float(loss.detach()) * n
+            seen += n
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(loss=f"{running / seen:.4f}")
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - t0
+        val_pred = predict_graphs(net, graphs.subset(val_idx), 512, device)
+        with torch.no_grad():
+            val_loss = float(loss_fn(net, torch.as_tensor(val_pred, dtype=dtype, device=device),
+                                     torch.as_tensor(targets[val_idx], dtype=dtype, device=device),
+                                     cfg.loss_weights))
+        table = error_table(val_pred, targets[val_idx])
+        sched.step(val_loss)
+        improved = val_loss < state["best_val"]
+        if improved:
+            state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0,
+                         best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        state["train_seconds"] += train_seconds
+        row = {"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": val_loss,
+               "val_mae_J": table["J"]["mae"], "val_mae_D": table["D"]["mae"], "val_mae_S": table["S"]["mae"],
+               "lr": opt.param_groups[0]["lr"], "seconds": train_seconds}
+        state["history"].append(row)
+        state["epoch"] = epoch
+        if state["bad_epochs"] >= cfg.patience:
+            state["done"] = True
+            state["stopped"] = f"early stopping: no validation improvement in {cfg.patience} epochs"
+        log(f"epoch {epoch:4d}  train {row['train_loss']:.4f}  val {val_loss:.4f}  MAE J {row['val_mae_J']:.4f}"
+            f"  D {row['val_mae_D']:.4f}  S {row['val_mae_S']:.4f} meV  lr {row['lr']:.1e}  {train_seconds:.1f}s"
+            + ("  *" if improved else ""))
+        torch_save(ckpt_path, {"settings": json.loads(json.dumps(settings, default=_plain)),
+                               "model": net.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "state": state})
+        if stop_after is not None and epoch >= stop_after and not state["done"]:
+            raise TrainingInterrupted(f"stopped after the checkpoint of epoch {epoch}")
+    state.setdefault("stopped", f"reached --epochs {cfg.epochs}")
+    return _finish(folder, pairs, graphs, targets, split, net, model_cfg, cfg, settings, state, device, log)
+
+
+def _bar(total: int, epoch: int, epochs: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="pair", leave=False)
+
+
+def _finish(folder: Path, pairs: Sequence[Any], graphs: PairGraphs, targets: np.ndarray,
+            split: dict[str, np.ndarray], net: ExchangeNet, model_cfg: ExchangeModelConfig, cfg: TrainConfig,
+            settings: dict[str, Any], state: dict[str, Any], device: torch.device,
+            log: Callable[[str], None]) -> FitResult:
+    """Best weights, baseline, metrics and model.json (written last)."""
+    if state["best_state"] is not None:
+        net.load_state_dict(state["best_state"])
+    torch_save(folder / "weights.pt", {k: v.detach().cpu() for k, v in net.state_dict().items()})
+    metrics: dict[str, Any] = {}
+    for name in ("val", "test"):
+        idx = split[name]
+        if len(idx):
+            metrics[name] = error_table(predict_graphs(net, graphs.subset(idx), 512, device), targets[idx])
+    baseline_info: dict[str, Any] | None = None
+    if cfg.baseline:
+        t0 = time.perf_counter()
+        base = DistanceSpeciesBaseline(sorted({s for p in pairs for s in (p.species_i, p.species_j)}),
+                                       seed=cfg.seed).fit([pairs[i] for i in split["train"]])
+        arrays = base.to_arrays()
+        savez(folder / "baseline.npz", arrays)
+        baseline_info = {"kind": "kernel ridge (RBF) on distance and species", "gamma": base.gamma,
+                         "alpha": base.alpha, "n_fit": int(len(base.x_fit)),
+                         "seconds": time.perf_counter() - t0}
+        for name in ("val", "test"):
+            idx = split[name]
+            if len(idx):
+                metrics[f"baseline_{name}"] = error_table(base.predict([pairs[i] for i in idx]), targets[idx])
+    history = state["history"]
+    meta = {
+        "kind": KIND, "mlkkr_version": MLKKR_VERSION, "model": model_cfg.to_dict(), "training": asdict(cfg),
+        "species": model_cfg.species,
+        "hosts": {str(p.host): np.asarray(p.cell).tolist() for p in pairs},
+        "data": {"sha256": settings["data_sha256"], "n_records": len(pairs),
+                 "split": {"seed": cfg.seed, "fractions": list(cfg.split),
+                           **{f"n_{k}": int(len(split[k])) for k in SPLITS}}},
+        "metrics": metrics, "baseline": baseline_info, "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"], "stopped": state["stopped"],
+        "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+        "device": str(device), "units": {"tensor": "meV", "length": "angstrom"},
+        "convention": "E = -sum_{i<j} e_i.J_ij.e_j (J > 0 ferromagnetic); J = Tr/3; D = (A_yz, A_zx, A_xy) of "
+                      "A = (J_ij - J_ij^T)/2; S symmetric traceless",
+        "n_parameters": int(sum(p.numel() for p in net.parameters())),
+    }
+    write_json(folder / "history.json", history)
+    write_json(folder / "model.json", meta)
+    log(f"model written to {folder} (best epoch {state['best_epoch']}, {state['stopped']})")
+    return FitResult(folder, meta, history)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading, prediction, evaluation
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    net: ExchangeNet
+    meta: dict[str, Any]
+    baseline: DistanceSpeciesBaseline | None
+    folder: Path
+
+    @property
+    def cfg(self) -> ExchangeModelConfig:
+        return self.net.cfg
+
+    def graphs(self, pairs: Sequence[Any]) -> PairGraphs:
+        c = self.cfg
+        return build_graphs(pairs, c.species, c.r_env, c.r_host, c.r_pair)
+
+    def predict(self, pairs: Sequence[Any], batch_size: int = 1024) -> np.ndarray:
+        """Tensors J_ij (n, 3, 3) meV; :class:`InputError` for species or distances the model does not know."""
+        device = next(self.net.parameters()).device
+        return predict_graphs(self.net, self.graphs(pairs), batch_size, device)
+
+
+def load_model(folder: str | Path, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
+    """Load a model folder written by :func:`fit`."""
+    folder = Path(folder)
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise InputError("MODEL", str(folder), reason=f"{folder} is not an mlkkr model folder (no model.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("kind") != KIND:
+        raise InputError("model.json:kind", meta.get("kind"), allowed=[KIND])
+    cfg = ExchangeModelConfig.from_dict(meta["model"])
+    dev = resolve_device(device)
+    net = ExchangeNet.build(cfg, DTYPES[dtype or meta["training"].get("dtype", "float32")])
+    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net = net.to(dev)
+    net.eval()
+    baseline = None
+    if (folder / "baseline.npz").is_file():
+        with np.load(folder / "baseline.npz") as a:
+            baseline = DistanceSpeciesBaseline.from_arrays(dict(a))
+    return LoadedModel(net, meta, baseline, folder)
+
+
+def choose_split(model: LoadedModel, pairs: Sequence[Any], data_sha256: str, split: str = "auto"
+                 ) -> tuple[np.ndarray, str]:
+    """Records to evaluate: the model's held-out test split when the data is its training file, else all.
+
+    ``split``: "auto", "test", "val", "train" or "all"; a named split needs the training file.
+    """
+    allowed = ["auto", "test", "val", "train", "all"]
+    if split not in allowed:
+        raise InputError("--split", split, allowed=allowed)
+    same = data_sha256 and data_sha256 == model.meta["data"].get("sha256")
+    if split == "all" or (split == "auto" and not same):
+        return np.arange(len(pairs)), "all records (not the training file)" if not same else "all records"
+    if not same:
+        raise InputError("--split", split, reason="a named split needs the model's own training data "
+                         "(its SHA-256 differs)")
+    name = "test" if split == "auto" else split
+    with np.load(model.folder / "split.npz") as s:
+        idx = s[name]
+    if len(idx) == 0:
+        raise InputError("--split", name, reason=f"the model's {name} split is empty")
+    return idx, f"{name} split of the training data"
+
+
+def evaluate(model: LoadedModel, pairs: Sequence[Any], idx: np.ndarray) -> dict[str, Any]:
+    """Error tables (meV) of the model and the baseline on ``pairs[idx]``, with predictions."""
+    validate_pairs(pairs)
+    sel = [pairs[i] for i in idx]
+    if not sel:
+        raise InputError("data", 0, reason="nothing to evaluate: the selection is empty")
+    true = np.array([p.tensor for p in sel])
+    pred = model.predict(sel)
+    out: dict[str, Any] = {"n": len(sel), "tables": {"e3nn": error_table(pred, true)},
+                           "pred": {"e3nn": pred}, "true": true}
+    if model.baseline is not None:
+        bpred = model.baseline.predict(sel)
+        out["tables"]["baseline"] = error_table(bpred, true)
+        out["pred"]["baseline"] = bpred
+    return out

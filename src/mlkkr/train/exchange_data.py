@@ -1,0 +1,97 @@
+"""Exchange datasets for training: validation, environment keys, seeded splits by environment.
+
+A pair's *environment* is everything the engine (or KKR) saw when it computed J_ij: the two magnetic
+atoms and the other defects. Pairs that share an environment — the same cluster, also translated,
+rotated, reflected, with i and j swapped or the defects listed in another order — get the same
+:func:`environment_key`, and :func:`split_by_environment` puts every pair of one environment in the
+same split, so no pair of a test environment is seen in training. Positions in Å, J in meV.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlkkr.errors import InputError
+
+#: Names of the three splits, in order.
+SPLITS = ("train", "val", "test")
+
+
+def validate_pairs(pairs: Sequence[Any], field_name: str = "data") -> None:
+    """Refuse an empty dataset and any record with a non-finite tensor or position (names the record)."""
+    if len(pairs) == 0:
+        raise InputError(field_name, 0, reason="the dataset has no exchange pairs")
+    for r, p in enumerate(pairs):
+        if not np.all(np.isfinite(p.tensor)):
+            raise InputError(f"{field_name}[{r}].tensor", "NaN/inf",
+                             reason=f"record {r} has a non-finite exchange tensor (meV)")
+        for name, arr in (("position_i", p.position_i), ("position_j", p.position_j),
+                          ("environment_positions", p.environment_positions)):
+            if not np.all(np.isfinite(arr)):
+                raise InputError(f"{field_name}[{r}].{name}", "NaN/inf", reason=f"record {r} has a non-finite position")
+
+
+def environment_key(pair: Any, decimals: int = 3) -> str:
+    """A fingerprint of the pair's cluster (i, j and the other defects), invariant to translation,
+    rotation, reflection, i↔j swap and the order of the defects.
+
+    It is the sorted list of (label_a, label_b, distance_ab rounded to ``decimals`` Å) over all atom
+    pairs of the cluster, with labels ``P:<species>`` for i and j and ``E:<species>`` for the others,
+    plus the host name; hashed with SHA-256.
+    """
+    labels = [f"P:{pair.species_i}", f"P:{pair.species_j}"] + [f"E:{s}" for s in pair.environment_species]
+    pos = np.vstack([pair.position_i, pair.position_j, np.asarray(pair.environment_positions).reshape(-1, 3)])
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    items = sorted((*sorted((labels[a], labels[b])), f"{d[a, b]:.{decimals}f}")
+                   for a in range(len(labels)) for b in range(a + 1, len(labels)))
+    text = str(pair.host) + "|" + ";".join(",".join(t) for t in items)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+                         ) -> dict[str, np.ndarray]:
+    """Indices of the train / val / test splits, whole environments at a time, fixed by ``seed``.
+
+    The distinct environments are shuffled with ``numpy.random.default_rng(seed)`` and assigned in
+    that order to the split whose share of pairs is furthest below its target fraction. Refuses
+    fractions that are not three non-negative numbers summing to 1 and any split that comes out
+    empty (too few environments for the fractions asked).
+    """
+    fr = np.asarray(fractions, float)
+    if fr.shape != (3,) or np.any(~np.isfinite(fr)) or np.any(fr < 0) or abs(fr.sum() - 1) > 1e-6:
+        raise InputError("split", list(fractions), allowed="three fractions train,val,test >= 0 summing to 1")
+    keys = [environment_key(p) for p in pairs]
+    groups: dict[str, list[int]] = {}
+    for r, k in enumerate(keys):
+        groups.setdefault(k, []).append(r)
+    order = list(groups)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(order)
+    counts = np.zeros(3)
+    out: list[list[int]] = [[], [], []]
+    n = len(pairs)
+    for k in order:
+        members = groups[k]
+        deficit = fr * (n if n else 1) - counts
+        s = int(np.argmax(deficit))
+        out[s].extend(members)
+        counts[s] += len(members)
+    result = {name: np.array(sorted(idx), np.int64) for name, idx in zip(SPLITS, out, strict=True)}
+    for name, f in zip(SPLITS, fr, strict=True):
+        if f > 0 and len(result[name]) == 0:
+            raise InputError(f"split.{name}", 0, reason=f"the {name} split is empty: {len(groups)} distinct "
+                             f"environments in {n} pairs are too few for fractions {list(fractions)}")
+    return result
+
+
+def data_checksum(path: str) -> str:
+    """SHA-256 of a dataset file (recorded in model.json, compared by ``evaluate``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,119 @@
+"""Training: it learns, checkpoints are atomic, an interrupted run resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers_exchange import tiny_model, tiny_training
+
+from mlkkr.errors import InputError
+from mlkkr.train import exchange as tx
+from mlkkr.train.exchange import TrainingInterrupted, fit, load_model
+from mlkkr.train.exchange_data import split_by_environment
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+def test_training_on_engine_pairs_learns(engine_pairs, tmp_path):
+    """Held-out error far below that of predicting the training mean, for J and for D."""
+    pairs, _ = engine_pairs
+    res = fit(pairs, tmp_path / "m", tiny_model(mul=8, latent=32), tiny_training(epochs=25, baseline=True),
+              progress=False, log=quiet)
+    split = split_by_environment(pairs, (0.8, 0.1, 0.1), 0)
+    j = np.array([p.J for p in pairs])
+    d = np.array([p.D for p in pairs])
+    mean_j = np.abs(j[split["test"]] - j[split["train"]].mean()).mean()
+    mean_d = np.abs(d[split["test"]] - d[split["train"]].mean(axis=0)).mean()
+    test = res.meta["metrics"]["test"]
+    assert test["J"]["mae"] < 0.4 * mean_j, (test["J"]["mae"], mean_j)
+    assert test["D"]["mae"] < 0.6 * mean_d, (test["D"]["mae"], mean_d)
+    # the baseline, blind to directions, cannot do that for D
+    assert res.meta["metrics"]["baseline_test"]["D"]["mae"] > test["D"]["mae"]
+    # the folder is a complete model
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["kind"] == "exchange" and meta["species"] and meta["data"]["split"]["n_test"] == len(split["test"])
+    loaded = load_model(tmp_path / "m")
+    sel = [pairs[i] for i in split["test"]]
+    np.testing.assert_allclose(loaded.predict(sel), tx.predict_graphs(loaded.net, loaded.graphs(sel)), atol=0)
+    assert len(res.history) == 25 and res.history[-1]["val_loss"] > 0
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_result(engine_pairs, tmp_path):
+    pairs, _ = engine_pairs
+    sub = pairs[:160]
+    full = fit(sub, tmp_path / "full", tiny_model(), tiny_training(epochs=4), progress=False, log=quiet)
+    with pytest.raises(TrainingInterrupted):
+        fit(sub, tmp_path / "cut", tiny_model(), tiny_training(epochs=4), progress=False, log=quiet, stop_after=2)
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "cut" / "model.json").exists(), "an interrupted run must not look finished"
+    ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert ck["state"]["epoch"] == 2
+    with pytest.raises(InputError, match="a model already exists"):
+        fit(sub, tmp_path / "full", tiny_model(), tiny_training(epochs=4), progress=False, log=quiet)
+    resumed = fit(sub, tmp_path / "cut", tiny_model(), tiny_training(epochs=4), progress=False, log=quiet,
+                  resume=True)
+    a = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+    assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in full.history], rel=1e-6)
+    assert resumed.meta["metrics"]["test"]["J"]["mae"] == pytest.approx(full.meta["metrics"]["test"]["J"]["mae"],
+                                                                        rel=1e-6)
+
+
+def test_resume_refuses_other_settings_and_missing_checkpoint(engine_pairs, tmp_path):
+    pairs, _ = engine_pairs
+    sub = pairs[:120]
+    with pytest.raises(TrainingInterrupted):
+        fit(sub, tmp_path / "m", tiny_model(), tiny_training(epochs=3), progress=False, log=quiet, stop_after=1)
+    with pytest.raises(InputError, match="other data or settings"):
+        fit(sub, tmp_path / "m", tiny_model(), tiny_training(epochs=3, lr=1e-2), progress=False, log=quiet,
+            resume=True)
+    with pytest.raises(InputError, match="no checkpoint to resume from"):
+        fit(sub, tmp_path / "nothing", tiny_model(), tiny_training(), progress=False, log=quiet, resume=True)
+
+
+def test_checkpoint_is_written_atomically(engine_pairs, tmp_path, monkeypatch):
+    """A failure while writing the checkpoint leaves the previous one intact and no temporary file."""
+    pairs, _ = engine_pairs
+    sub = pairs[:120]
+    with pytest.raises(TrainingInterrupted):
+        fit(sub, tmp_path / "m", tiny_model(), tiny_training(epochs=3), progress=False, log=quiet, stop_after=1)
+    before = (tmp_path / "m" / "checkpoint.pt").read_bytes()
+    real_save = torch.save
+
+    def broken_save(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="simulated"):
+        fit(sub, tmp_path / "m", tiny_model(), tiny_training(epochs=3), progress=False, log=quiet, resume=True)
+    assert (tmp_path / "m" / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_training_input_is_refused(engine_pairs, tmp_path):
+    pairs, _ = engine_pairs
+    sub = [p for p in pairs[:60]]
+    with pytest.raises(InputError, match=r"split\.val.*empty"):
+        fit(sub, tmp_path / "a", tiny_model(), tiny_training(split=[1.0, 0.0, 0.0]), progress=False, log=quiet)
+    with pytest.raises(InputError, match="species.*the data has a species"):
+        fit(sub, tmp_path / "b", tiny_model(species=["Fe"]), tiny_training(), progress=False, log=quiet)
+    with pytest.raises(InputError, match="device"):
+        fit(sub, tmp_path / "c", tiny_model(), tiny_training(device="tpu"), progress=False, log=quiet)
+    with pytest.raises(InputError, match="epochs"):
+        fit(sub, tmp_path / "d", tiny_model(), tiny_training(epochs=0), progress=False, log=quiet)
+    import copy
+
+    bad = [copy.deepcopy(p) for p in sub]
+    bad[7].tensor[0, 0] = np.nan
+    with pytest.raises(InputError, match=r"data\[7\]\.tensor"):
+        fit(bad, tmp_path / "e", tiny_model(), tiny_training(), progress=False, log=quiet)
+    assert not (tmp_path / "e").exists() or not (tmp_path / "e" / "model.json").exists()
