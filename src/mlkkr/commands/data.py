@@ -133,3 +133,6 @@ def _human_potential(s: dict[str, Any]) -> str:
         f"ΔV: {s['delta_v_eV']['min']:.3f} … {s['delta_v_eV']['max']:.3f} eV; species: {', '.join(s['species'])}",
         f"wrote {s['output']}",
     ])
+
+
+DATA_COMMANDS["from-archive"] = ("mlkkr.commands.data_kkr:from_archive", "Jij of aiida-kkr workflows in an archive.")

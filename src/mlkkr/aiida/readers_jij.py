@@ -1,0 +1,217 @@
+"""Read exchange pairs computed by JuKKR through aiida-kkr (``kkr_jij_wc``) into :class:`ExchangePair`.
+
+Source format (aiida-kkr 2.x, ``aiida_kkr.tools.jij_tools``): the workflow's ``jij_data`` output is
+an ``ArrayData`` with
+
+* ``Jij_expanded`` (n, 6): ``i, j, da, db, dc, J`` (meV) — isotropic solver; or (n, 18):
+  ``i, j, da, db, dc, J, D_x, D_y, D_z, J_xx, J_xy, J_xz, J_yx, J_yy, J_yz, J_zx, J_zy, J_zz`` (meV) —
+  full-tensor solver, whose nine tensor columns hold only the *symmetric* part (J_xy = J_yx);
+* ``positions_expanded`` (n, 3): the bond vector r_j − r_i (Å) of each pair;
+
+``i`` and ``j`` index the sites of the workflow's ``structure_jij_sites`` output. aiida-kkr already
+converts to meV and flips the sign so that J > 0 is ferromagnetic, and J = Tr/3 — mlkkr's convention
+(:mod:`mlkkr.greens.exchange`). Conversions made here, explicitly:
+
+* D: aiida-kkr's D is twice mlkkr's (``D_mlkkr = D_aiida / 2``, :func:`mlkkr.data.schema.dmi_from_aiida_kkr`);
+  the tensor is rebuilt as ``J·1 + S + A(D)``. (Stated by aiida-kkr for its impurity parser; applied
+  to the host solver's D columns too. The reference archive has no D to check it on.)
+* Isotropic-only results (6 columns) become ``J·1``; their ``provenance["tensor_parts"]`` is
+  ``["J"]`` (D and S were not computed, not measured zero).
+* Pair counting is the source's (JuKKR); it is recorded, not converted.
+
+Each pair's environment is every atom of the periodic crystal within ``env_cutoff`` Å of i or j,
+with its element (``provenance["environment_includes_host"] = True``); ``host`` is the crystal's
+formula. Archives are read without importing them into the user's profile: a read-only profile on
+the archive file itself (aiida-core's ``core.sqlite_zip`` storage), migrated first in a temporary
+copy when it was written by an older aiida-core.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlkkr.data.schema import ExchangePair, dmi_from_aiida_kkr
+from mlkkr.errors import InputError
+
+#: Two positions closer than this (Å) are the same site.
+SAME_SITE = 0.05
+
+#: Workflows whose ``jij_data`` output this reader understands.
+JIJ_WORKFLOWS = ("kkr_jij_wc",)
+
+
+def _compose(j: float, d: np.ndarray, s: np.ndarray) -> np.ndarray:
+    a = np.zeros((3, 3))
+    a[1, 2], a[2, 0], a[0, 1] = d
+    return j * np.eye(3) + np.asarray(s, float) + a - a.T
+
+
+def tensors_from_jij_expanded(table: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """mlkkr tensors (n, 3, 3) meV from aiida-kkr's ``Jij_expanded`` table; and the parts it holds."""
+    table = np.asarray(table, float)
+    if table.ndim != 2 or table.shape[1] not in (6, 18):
+        raise InputError("jij_data.Jij_expanded", list(table.shape),
+                         reason="expected 6 (isotropic) or 18 (full tensor) columns")
+    n = len(table)
+    if table.shape[1] == 6:
+        return table[:, 5, None, None] * np.eye(3)[None], ["J"]
+    out = np.empty((n, 3, 3))
+    for r, row in enumerate(table):
+        sym = row[9:18].reshape(3, 3)
+        sym = (sym + sym.T) / 2
+        j = float(np.trace(sym) / 3)
+        out[r] = _compose(j, dmi_from_aiida_kkr(row[6:9]), sym - j * np.eye(3))
+    return out, ["J", "D", "S"]
+
+
+def _symbol(structure: Any, site: Any) -> str:
+    kind = structure.get_kind(site.kind_name)
+    return kind.symbols[0] if len(kind.symbols) == 1 else kind.name
+
+
+def crystal_environment(structure: Any, centres: np.ndarray, cutoff: float) -> tuple[list[str], np.ndarray]:
+    """Atoms of the periodic crystal ``structure`` within ``cutoff`` Å of any of ``centres`` (k, 3)."""
+    cell = np.asarray(structure.cell, float)
+    basis = np.array([s.position for s in structure.sites], float)
+    symbols = [_symbol(structure, s) for s in structure.sites]
+    inv = np.linalg.inv(cell)
+    # enough cells to cover a sphere of radius cutoff + the spread of the centres
+    reach = cutoff + np.max(np.linalg.norm(centres - centres.mean(axis=0), axis=1)) + np.max(
+        np.linalg.norm(basis, axis=1), initial=0.0)
+    nmax = int(np.ceil(reach * np.linalg.norm(inv, axis=0).max())) + 1
+    g = np.arange(-nmax, nmax + 1)
+    shifts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    origin = np.round(centres.mean(axis=0) @ inv)
+    lattice = (shifts + origin) @ cell
+    pts = (lattice[:, None, :] + basis[None]).reshape(-1, 3)
+    names = symbols * len(lattice)
+    dist = np.min(np.linalg.norm(pts[:, None] - centres[None], axis=-1), axis=1)
+    # i and j themselves are excluded; the archive's bond vectors and its cell are rounded differently
+    # (≈1e-6 Å), so "the same site" means closer than SAME_SITE
+    keep = (dist <= cutoff + 1e-9) & (dist > SAME_SITE)
+    return [n for n, k in zip(names, keep, strict=True) if k], pts[keep]
+
+
+def pairs_from_jij_data(jij_data: Any, structure: Any, env_cutoff: float = 6.0,
+                        provenance: dict[str, Any] | None = None) -> list[ExchangePair]:
+    """Exchange pairs from a ``jij_data`` ArrayData and the crystal (StructureData) its indices refer to."""
+    if not env_cutoff > 0:
+        raise InputError("env_cutoff", env_cutoff, allowed="a positive distance in Å")
+    names = set(jij_data.get_arraynames())
+    for need in ("Jij_expanded", "positions_expanded"):
+        if need not in names:
+            raise InputError("jij_data", sorted(names), reason=f"node {jij_data.pk} has no array {need!r}")
+    table = jij_data.get_array("Jij_expanded")
+    bonds = np.asarray(jij_data.get_array("positions_expanded"), float).reshape(-1, 3)
+    if len(table) != len(bonds):
+        raise InputError("jij_data", [len(table), len(bonds)], reason="Jij_expanded and positions_expanded "
+                         "differ in length")
+    tensors, parts = tensors_from_jij_expanded(table)
+    sites = structure.sites
+    formula = structure.get_formula()
+    cell = np.asarray(structure.cell, float)
+    base = {"source": "aiida-kkr", "jij_data_uuid": jij_data.uuid, "structure_uuid": structure.uuid,
+            "tensor_parts": parts, "environment_includes_host": True, "environment_cutoff": float(env_cutoff),
+            "conversion": "J as aiida-kkr (meV, J > 0 ferromagnetic, pair counting as JuKKR); D = D_aiida/2",
+            **(provenance or {})}
+    out = []
+    for r, (row, bond, t) in enumerate(zip(table, bonds, tensors, strict=True)):
+        i, j = int(row[0]), int(row[1])
+        if not (0 <= i < len(sites) and 0 <= j < len(sites)):
+            raise InputError(f"jij_data.Jij_expanded[{r}]", [i, j], reason="site index outside the structure")
+        pi = np.asarray(sites[i].position, float)
+        pj = pi + bond
+        env_sp, env_pos = crystal_environment(structure, np.stack([pi, pj]), env_cutoff)
+        out.append(ExchangePair(host=formula, species_i=_symbol(structure, sites[i]),
+                                species_j=_symbol(structure, sites[j]), position_i=pi, position_j=pj, tensor=t,
+                                environment_species=env_sp, environment_positions=env_pos, cell=cell,
+                                provenance={**base, "row": r, "cell_offset": [int(x) for x in row[2:5]]}))
+    return out
+
+
+def pairs_from_workflow(wc: Any, env_cutoff: float = 6.0) -> list[ExchangePair]:
+    """Exchange pairs of a finished ``kkr_jij_wc`` workflow node."""
+    if wc.process_label not in JIJ_WORKFLOWS:
+        raise InputError("node", f"{wc.pk} ({wc.process_label})", allowed=JIJ_WORKFLOWS)
+    if not wc.is_finished_ok:
+        raise InputError("node", wc.pk, reason=f"workflow {wc.pk} did not finish ok (exit status {wc.exit_status})")
+    outputs = wc.outputs
+    structure = outputs.structure_jij_sites
+    return pairs_from_jij_data(outputs.jij_data, structure, env_cutoff,
+                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label})
+
+
+def jij_workflows() -> list[Any]:
+    """Every finished-ok Jij workflow node of the loaded profile (oldest first)."""
+    from aiida import orm
+
+    qb = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": {"in": list(JIJ_WORKFLOWS)},
+                                                              "attributes.exit_status": 0},
+                                   project="*", tag="wc")
+    qb.order_by({"wc": {"ctime": "asc"}})
+    return [n for (n,) in qb.iterall()]
+
+
+@contextmanager
+def archive_profile(path: str | Path) -> Iterator[None]:
+    """A read-only AiiDA profile on an archive file, for the duration of the ``with`` block.
+
+    Nothing is imported into the user's profile. An archive of an older format is migrated into a
+    temporary copy first (aiida-core's own migration).
+    """
+    from aiida.common.exceptions import CorruptStorage, UnreachableStorage
+    from aiida.manage import get_manager
+    from aiida.storage.sqlite_zip.backend import SqliteZipBackend
+    from aiida.tools.archive.abstract import get_format
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("ARCHIVE", str(path), reason="no such file")
+    fmt = get_format()
+    try:
+        version = fmt.read_version(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: not an archive
+        raise InputError("ARCHIVE", str(path), reason=f"not an AiiDA archive ({exc})") from None
+    with tempfile.TemporaryDirectory(prefix="mlkkr-archive-") as tmp:
+        target = path
+        if version != fmt.latest_version:
+            target = Path(tmp) / "migrated.aiida"
+            fmt.migrate(path, target, fmt.latest_version)
+        manager = get_manager()
+        previous = manager.get_profile()
+        try:
+            manager.load_profile(SqliteZipBackend.create_profile(os.fspath(target)), allow_switch=True)
+            manager.get_profile_storage()
+        except (CorruptStorage, UnreachableStorage) as exc:
+            raise InputError("ARCHIVE", str(path), reason=f"cannot open the archive ({exc})") from None
+        try:
+            yield
+        finally:  # back to the user's profile (or none), also after an error
+            if previous is None:
+                manager.unload_profile()
+            else:
+                manager.load_profile(previous, allow_switch=True)
+
+
+def read_jij_archive(path: str | Path, env_cutoff: float = 6.0) -> tuple[list[ExchangePair], dict[str, Any]]:
+    """Every exchange pair of every Jij workflow in an archive; and a summary (workflows, counts)."""
+    with archive_profile(path):
+        workflows = jij_workflows()
+        if not workflows:
+            raise InputError("ARCHIVE", str(path), reason=f"no finished {'/'.join(JIJ_WORKFLOWS)} workflow in it")
+        pairs: list[ExchangePair] = []
+        summary: dict[str, Any] = {"archive": Path(path).name, "workflows": []}
+        for wc in workflows:
+            got = pairs_from_workflow(wc, env_cutoff)
+            for p in got:
+                p.provenance["archive"] = Path(path).name
+            pairs.extend(got)
+            summary["workflows"].append({"uuid": wc.uuid, "label": wc.process_label, "pairs": len(got)})
+    return pairs, summary
