@@ -91,20 +91,27 @@ def compose(j: float, d: np.ndarray, s: np.ndarray) -> np.ndarray:
     return j * _UNIT + np.asarray(s, float) + a - a.T
 
 
-def _tensor_from_blocks(engine: Engine, gij: np.ndarray, gji: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-    """J_ij (meV) from G_ij, G_ji blocks of shape (..., 3 refs, nz, nb, nb) and Δ_iΔ_j (...).
+def _per_reference(engine: Engine, gij: np.ndarray, gji: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """``(Δ_iΔ_j/π) Im Σ_z w_z Tr(σ_α G_ij σ_β G_ji)`` (meV) for all α, β: shape (..., R, 3, 3).
 
-    ``Σ_z w_z Tr(σ_α G_ij σ_β G_ji)`` for all α, β as one matrix product per reference:
-    ``X[α] = w σ_α G_ij`` and ``Y[β] = (σ_β G_ji)ᵀ`` flattened over (z, orbital pairs).
+    ``gij``, ``gji``: (..., R refs, nz, nb, nb); one matrix product per reference with
+    ``X[α] = w σ_α G_ij`` and ``Y[β] = (σ_β G_ji)ᵀ`` flattened over (z, orbital pairs). Only the
+    components transverse to each reference are force-theorem exchange.
     """
     sig = np.stack([spin_op(engine.host, a) for a in range(3)])  # (3, nb, nb)
     w = engine.contour.w[:, None, None]
-    x = np.stack([sig[a] @ gij for a in range(3)], axis=-4) * w  # (..., 3r, 3a, nz, nb, nb)
+    x = np.stack([sig[a] @ gij for a in range(3)], axis=-4) * w  # (..., R, 3a, nz, nb, nb)
     y = np.stack([np.swapaxes(sig[b] @ gji, -1, -2) for b in range(3)], axis=-4)
     shp = x.shape[:-3] + (-1,)
-    per_ref = (x.reshape(shp) @ np.swapaxes(y.reshape(shp), -1, -2)).imag / np.pi  # (..., 3r, 3a, 3b)
-    t = np.einsum("...rab,rab->...ab", per_ref, MASKS) / COUNTS
-    return t * np.asarray(deltas)[..., None, None] * EV_TO_MEV
+    per_ref = (x.reshape(shp) @ np.swapaxes(y.reshape(shp), -1, -2)).imag / np.pi  # (..., R, 3a, 3b)
+    return per_ref * np.asarray(deltas)[..., None, None, None] * EV_TO_MEV
+
+
+def _tensor_from_blocks(engine: Engine, gij: np.ndarray, gji: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """J_ij (meV) from the blocks of the three references (..., 3, nz, nb, nb): transverse parts
+    combined, diagonal elements averaged."""
+    per_ref = _per_reference(engine, gij, gji, deltas)
+    return np.einsum("...rab,rab->...ab", per_ref, MASKS) / COUNTS
 
 
 @functools.lru_cache(maxsize=8)
@@ -148,6 +155,23 @@ def exchange_tensor(engine: Engine, defects: Sequence[Defect], i: int, j: int, *
     gji = x[..., cj, :nb]
     deltas = np.asarray(defects[i].params.delta * defects[j].params.delta)
     return _tensor_from_blocks(engine, gij, gji, deltas)
+
+
+@single_threaded
+def reference_block(engine: Engine, defects: Sequence[Defect], i: int, j: int, moment: int = 2) -> np.ndarray:
+    """The 2×2 block (meV) of J_ij transverse to one reference direction ``moment`` (0, 1, 2 = x, y, z):
+    rows/columns ``REFERENCES[r][1]`` (for z: (x, y)). For comparison with single-reference codes."""
+    r = [m for m, _ in REFERENCES].index(moment)
+    sites = np.array([d.site for d in defects], int)
+    nb = engine.nb
+    v = engine.cluster_potential(defects, _UNIT[moment])
+    x = engine.embed(engine.cluster_g0(sites), v[None], np.concatenate([np.arange(i * nb, (i + 1) * nb),
+                                                                      np.arange(j * nb, (j + 1) * nb)]))
+    gij = x[..., i * nb:(i + 1) * nb, nb:]
+    gji = x[..., j * nb:(j + 1) * nb, :nb]
+    full = _per_reference(engine, gij, gji, np.asarray(defects[i].params.delta * defects[j].params.delta))[0]
+    a, b = REFERENCES[r][1]
+    return full[np.ix_([a, b], [a, b])]
 
 
 @single_threaded
