@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlkkr.commands.ml:train", "Train an ML model (exchange: e3nn; potential: JL ridge)."),
     "predict": ("mlkkr.commands.ml:predict", "Predict with a trained model."),
     "evaluate": ("mlkkr.commands.ml:evaluate", "Evaluate a trained model on a dataset (errors, parity plots)."),
+    "archive": ("mlkkr.commands.archive:archive", "Publish, list, verify, import AiiDA archives (shared store)."),
 }
 
 

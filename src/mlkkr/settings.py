@@ -104,6 +104,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mem_limit": Key(str, "", "memory limit of a user container, e.g. '8G' (empty: none)"),
         "cpu_limit": Key(float, 0.0, "CPU limit of a user container (0: none)", minimum=0.0),
     },
+    "archive": {
+        "enabled": Key(bool, True, "run the archive service, the only writer of the shared store"),
+        "port": Key(int, 0, "port of the archive service on 127.0.0.1 (0: a free port chosen when the hub "
+                            "starts; users reach it through the hub at /services/archive/)",
+                    minimum=0, maximum=65535),
+        "max_upload_mb": Key(int, 20480, "largest archive the store accepts, in MiB", minimum=1),
+    },
 }
 
 

@@ -10,7 +10,9 @@
   ``/user/<name>/voila/``. The server starts through :mod:`mlkkr.hub.singleuser`, which makes the
   user's AiiDA profile first.
 - Services: the idle culler (``jupyterhub-idle-culler``) as a hub-managed service with the scopes it
-  needs; servers idle for ``hub.idle_timeout`` seconds are stopped.
+  needs; servers idle for ``hub.idle_timeout`` seconds are stopped. The archive service
+  (:mod:`mlkkr.archive.hubservice`), the only writer of ``<data_dir>/store``; servers get
+  ``MLKKR_ARCHIVE_URL``.
 - Network: the proxy listens on ``hub.ip:hub.port`` (127.0.0.1 by default); the hub and the proxy's
   API on 127.0.0.1 at the next two ports.
 """
@@ -45,6 +47,7 @@ class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
 
     mlkkr_settings = Dict(config=True, help="The validated mlkkr settings (see mlkkr.settings).")
     mlkkr_data_dir = Unicode(config=True, help="The platform's data folder.")
+    mlkkr_archive_url = Unicode(config=True, help="Where user servers reach the archive service.")
     _db_env = Dict()
 
     @property
@@ -59,6 +62,8 @@ class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
             "MLKKR_DATA_DIR": self.mlkkr_data_dir,
             "MLKKR_STORE": str(Path(self.mlkkr_data_dir) / "store"),
         }
+        if self.mlkkr_archive_url:
+            env["MLKKR_ARCHIVE_URL"] = self.mlkkr_archive_url
         if aiida["broker"] == "rabbitmq":
             rmq = self.mlkkr_settings["rabbitmq"]
             env.update({
@@ -108,6 +113,9 @@ def configure(c, settings) -> None:
     configure_auth(c, settings)
     configure_local_spawner(c, settings)
     configure_services(c, settings)
+    from mlkkr.archive.hubservice import configure_archive
+
+    c.MlkkrLocalSpawner.mlkkr_archive_url = configure_archive(c, settings, data_dir / "store", state) or ""
 
 
 def configure_network(c, settings, state: Path) -> None:
