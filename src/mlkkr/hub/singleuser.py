@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder")
     from mlkkr.aiida.profile import ProfileSpec, ensure_profile, start_daemon
+    from mlkkr.apps import install_apps
     from mlkkr.errors import MlkkrError
 
     try:
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mlkkr: profile {report['profile']!r} ready ({report['storage']}, broker {report['broker']}); "
           f"{'; '.join(report['actions']) or 'nothing to repair'}", file=sys.stderr, flush=True)
     write_lab_defaults(Path(os.environ.get("HOME", str(Path.home()))))
+    install_apps(Path(os.environ.get("HOME", str(Path.home()))))  # the AiiDAlab apps and their launcher cards
     if spec.broker != "none" and spec.daemon_workers > 0:
         start_daemon(spec.name, spec.daemon_workers, wait=False, after=_server_address())
     exe = str(Path(sys.executable).with_name("jupyterhub-singleuser"))

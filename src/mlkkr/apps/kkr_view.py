@@ -1,0 +1,273 @@
+"""The KKR launcher app (widgets): structure, impurities, backend, resources, submit, follow, results.
+
+Model and checks: :mod:`mlkkr.apps.kkr`. Widgets from aiidalab-widgets-base: ``StructureManagerWidget``
+(upload or examples, with its nglview viewer), ``ComputationalResourcesWidget`` (code picker with
+set-up of new computers and codes), ``ProcessNodesTreeWidget`` and ``ProcessMonitor`` (the process
+tree, followed live). Plots with plotly.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as ipw
+
+from mlkkr.apps import kkr
+from mlkkr.apps.loading import LazyApp
+from mlkkr.apps.widgets import Field, Form, Progress, header
+from mlkkr.errors import InputError
+
+_WIDE = {"description_width": "160px"}
+
+
+class ImpurityRow(ipw.HBox):
+    def __init__(self, index: int, element: str, site: int | None, on_remove) -> None:
+        self.element = ipw.Dropdown(options=kkr.element_choices(), value=element, description=f"Impurity {index}",
+                                    style=_WIDE, layout={"width": "300px"})
+        self.site = ipw.IntText(value=site if site is not None else 0, description="on site",
+                                layout={"width": "180px"})
+        self.element.add_class("mlkkr-impurity-element")
+        self.site.add_class("mlkkr-impurity-site")
+        remove = ipw.Button(description="remove", layout={"width": "80px"})
+        remove.on_click(lambda _: on_remove(self))
+        super().__init__([self.element, self.site, remove])
+
+
+class KkrLauncherApp(LazyApp):
+    """Launch KKR impurity calculations (JuKKR or the built-in engine) and see their results."""
+
+    def __init__(self, background: bool = True) -> None:
+        self.form = Form()
+        self.node = None
+        self.structure_manager = None
+        self._monitor = None
+        # --- structure (filled by _load)
+        self.structure_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading the structure manager …</span>')])
+        self.structure_field = self.form.add(Field("structure", self.structure_box,
+                                                   help="Upload a structure or pick an example. The built-in "
+                                                        "engine needs a simple-cubic host supercell."))
+        self.sites_info = ipw.HTML("")
+        # --- impurities
+        self.rows: list[ImpurityRow] = []
+        self.rows_box = ipw.VBox([])
+        add = ipw.Button(description="Add impurity", icon="plus")
+        add.add_class("mlkkr-add-impurity")
+        add.on_click(lambda _: self.add_impurity("Fe", len(self.rows)))
+        self.impurities_field = self.form.add(Field("impurities", ipw.VBox([self.rows_box, add, self.sites_info]),
+                                                    help="Element and site index (0-based) of each impurity."))
+        # --- method
+        self.backend = ipw.ToggleButtons(options=[(v, k) for k, v in kkr.BACKENDS.items()], value="engine",
+                                         description="Backend", style=_WIDE)
+        self.task = ipw.ToggleButtons(options=[(v, k) for k, v in kkr.TASKS.items()], value="exchange",
+                                      description="Compute", style=_WIDE)
+        self.host = ipw.Dropdown(options=[("topological insulator (ti)", "ti"), ("single-band metal", "metal")],
+                                 value="ti", description="Host model", style=_WIDE)
+        self.kgrid = ipw.IntText(value=16, description="k-grid n³", style=_WIDE)
+        self.contour = ipw.IntText(value=24, description="energy points", style=_WIDE)
+        self.screening = ipw.Checkbox(value=False, description="screen the potentials self-consistently first")
+        engine_fields = [self.form.add(Field("host", self.host)),
+                         self.form.add(Field("kgrid", self.kgrid, help="k points per direction (cheapest: 12–16)")),
+                         self.form.add(Field("contour_points", self.contour, help="semicircle contour points")),
+                         self.screening]
+        self.code_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading codes …</span>')])
+        self.code_field = self.form.add(Field("code", self.code_box, help="The mlkkr code on a computer "
+                                              "(mlkkr@localhost: this server)."))
+        self.engine_box = ipw.VBox([*engine_fields, self.code_field])
+        self.jukkr_codes: dict[str, Any] = {}
+        self.jukkr_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading codes …</span>')])
+        self.jukkr_box.layout.display = "none"
+        self.backend.observe(self._on_backend, "value")
+        # --- resources
+        self.machines = ipw.IntText(value=1, description="machines", style=_WIDE)
+        self.mpiprocs = ipw.IntText(value=1, description="MPI processes/machine", style=_WIDE)
+        self.walltime = ipw.IntText(value=1800, description="wall time (s)", style=_WIDE)
+        resources = ipw.VBox([self.form.add(Field("resources.num_machines", self.machines)),
+                              self.form.add(Field("resources.num_mpiprocs_per_machine", self.mpiprocs)),
+                              self.form.add(Field("resources.max_wallclock_seconds", self.walltime))])
+        # --- submit, follow, results
+        self.submit_button = ipw.Button(description="Submit", button_style="primary", icon="play")
+        self.submit_button.add_class("mlkkr-submit")
+        self.submit_button.on_click(lambda _: self.submit())
+        self.progress = Progress()
+        self.tree_box = ipw.VBox([])
+        self.results = ipw.VBox([])
+        self.results.add_class("mlkkr-results")
+        children = [
+            header("KKR launcher", "Impurities in a host crystal: exchange tensors and ΔV, with JuKKR or the "
+                                   "built-in Green-function engine."),
+            self.loading,
+            ipw.HTML("<h3>1. Structure</h3>"), self.structure_field,
+            ipw.HTML("<h3>2. Impurities</h3>"), self.impurities_field,
+            ipw.HTML("<h3>3. Method</h3>"), self.backend, self.task, self.engine_box, self.jukkr_box,
+            ipw.HTML("<h3>4. Resources</h3>"), resources,
+            ipw.HTML("<h3>5. Submit</h3>"), ipw.HBox([self.submit_button]), self.form.general, self.progress,
+            self.tree_box, self.results,
+        ]
+        self.add_impurity("Mn", 0)
+        self.add_impurity("Fe", 1)
+        super().__init__(children, background=background)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        import aiidalab_widgets_base as awb
+
+        from mlkkr.apps.codes import ensure_local_code, mlkkr_code_widget
+
+        folder = Path(tempfile.mkdtemp(prefix="mlkkr-examples-"))
+        examples = []
+        for k, (name, atoms) in enumerate(kkr.example_structures().items()):
+            path = folder / f"example{k}.xyz"
+            atoms.write(path, format="extxyz")
+            examples.append((name, str(path)))
+        self.structure_manager = awb.StructureManagerWidget(
+            importers=[awb.StructureExamplesWidget(examples=examples, title="Examples"),
+                       awb.StructureUploadWidget(title="Upload")],
+            storable=False, node_class="StructureData")
+        self.structure_manager.observe(self._on_structure, "structure")
+        self.structure_box.children = [self.structure_manager]
+        ensure_local_code()
+        self.code = mlkkr_code_widget("Code", kkr.ENGINE_PLUGIN)
+        self.code_box.children = [self.code]
+        for name, plugin, text in (("voronoi_code", "kkr.voro", "voronoi"), ("kkr_code", "kkr.kkr", "KKRhost"),
+                                   ("kkrimp_code", "kkr.kkrimp", "KKRimp")):
+            self.jukkr_codes[name] = awb.ComputationalResourcesWidget(description=f"{text} code",
+                                                                      default_calc_job_plugin=plugin)
+        self.host_calc = ipw.Dropdown(options=[("none: compute the host first (kkr_scf_wc)", None), *_hosts()],
+                                      description="converged host", style=_WIDE)
+        self.radius = ipw.FloatText(value=4.0, description="cluster radius (Å)", style=_WIDE)
+        self.jukkr_box.children = [self.form.add(Field(k, w)) for k, w in self.jukkr_codes.items()] + [
+            self.form.add(Field("host_calc", self.host_calc, help="A finished kkr_scf_wc: embeds the first impurity "
+                                                                  "in it (kkr_imp_wc).")),
+            self.form.add(Field("cluster_radius", self.radius))]
+
+    # -- form ------------------------------------------------------------------------------------
+
+    def add_impurity(self, element: str, site: int | None) -> ImpurityRow:
+        row = ImpurityRow(len(self.rows), element, site, self._remove_row)
+        self.rows.append(row)
+        self._relayout_rows()
+        return row
+
+    def _remove_row(self, row: ImpurityRow) -> None:
+        self.rows.remove(row)
+        self._relayout_rows()
+
+    def _relayout_rows(self) -> None:
+        for name in [n for n in self.form.fields if n.startswith("impurities[")]:
+            self.form.remove(name)
+        fields = []
+        for k, row in enumerate(self.rows):
+            row.element.description = f"Impurity {k}"
+            fields.append(self.form.add(Field(f"impurities[{k}]", row)))
+        self.rows_box.children = fields
+
+    def _on_backend(self, change: dict) -> None:
+        engine = change["new"] == "engine"
+        self.engine_box.layout.display = None if engine else "none"
+        self.jukkr_box.layout.display = "none" if engine else None
+
+    def _on_structure(self, change: dict) -> None:
+        atoms = change["new"]
+        if atoms is None:
+            self.sites_info.value = ""
+            return
+        n = len(atoms)
+        self.sites_info.value = (f'<span class="mlkkr-help">The structure {html.escape(atoms.get_chemical_formula())} '
+                                 f"has {n} sites: indices 0 … {n - 1}.</span>")
+
+    def request(self) -> kkr.KkrRequest:
+        """The form's values as a :class:`~mlkkr.apps.kkr.KkrRequest`."""
+        structure = self.structure_manager.structure if self.structure_manager is not None else None
+        codes = {k: w.value for k, w in self.jukkr_codes.items()}
+        return kkr.KkrRequest(
+            structure=structure,
+            impurities=[kkr.Impurity(r.element.value, r.site.value) for r in self.rows],
+            backend=self.backend.value, task=self.task.value, host=self.host.value, kgrid=self.kgrid.value,
+            contour_points=self.contour.value, screening=self.screening.value,
+            code=getattr(getattr(self, "code", None), "value", None),
+            resources=kkr.Resources(self.machines.value, self.mpiprocs.value, self.walltime.value),
+            voronoi_code=codes.get("voronoi_code"), kkr_code=codes.get("kkr_code"),
+            kkrimp_code=codes.get("kkrimp_code"),
+            host_calc=getattr(getattr(self, "host_calc", None), "value", None),
+            cluster_radius=getattr(getattr(self, "radius", None), "value", 4.0))
+
+    # -- submit and follow -------------------------------------------------------------------------
+
+    def submit(self):
+        """Check the form; show errors next to their fields, or submit and follow. Returns the node or None."""
+        self.form.clear()
+        self.results.children = []
+        try:
+            self.wait_loaded(timeout=600)
+            node = kkr.submit(self.request())
+        except InputError as exc:
+            self.form.show(exc)
+            self.progress.fail("Not submitted: correct the field marked in red.")
+            return None
+        except Exception as exc:  # noqa: BLE001 - shown next to the button
+            self.form.general.value = html.escape(f"{type(exc).__name__}: {exc}")
+            self.progress.fail("Not submitted.")
+            return None
+        self.node = node
+        self.progress.start(f"Submitted {node.process_label}<{node.pk}>; waiting for the daemon …")
+        self.follow(node)
+        return node
+
+    def follow(self, node) -> None:
+        from aiidalab_widgets_base import ProcessMonitor, ProcessNodesTreeWidget
+
+        tree = ProcessNodesTreeWidget(title="Process tree")
+        tree.value = node.uuid
+        self.tree_box.children = [ipw.HTML("<b>Process tree</b> (live)"), tree]
+        self._monitor = ProcessMonitor(callbacks=[tree.update, self._update_status],
+                                       on_sealed=[self._on_sealed], timeout=1.0)
+        self._monitor.value = node.uuid
+
+    def _update_status(self, uuid: str) -> None:
+        from aiida import orm
+
+        node = orm.load_node(uuid)
+        state, text = kkr.describe_state(node)
+        if state == "running":
+            self.progress.update(message=text)
+
+    def _on_sealed(self, uuid: str) -> None:
+        from aiida import orm
+
+        node = orm.load_node(uuid)
+        state, text = kkr.describe_state(node)
+        if state != "finished":
+            self.progress.fail(text)
+            return
+        self.progress.done(text)
+        self.show_results(node)
+
+    def show_results(self, node) -> None:
+        import plotly.graph_objects as go
+
+        task = node.base.extras.get("mlkkr_task", "exchange")
+        if task == "exchange":
+            rows = kkr.exchange_rows(node)
+            table = ipw.HTML(kkr.tensor_table_html(rows))
+            figure = go.FigureWidget(kkr.exchange_figure(rows))
+            figure.add_class("mlkkr-exchange-plot")
+            self.results.children = [ipw.HTML("<h3>Exchange tensors</h3>"), table, figure]
+        else:
+            record = kkr.potential_record(node)
+            figure = go.FigureWidget(kkr.potential_figure(record))
+            figure.add_class("mlkkr-potential-plot")
+            self.results.children = [ipw.HTML("<h3>Impurity potential ΔV</h3>"), figure]
+
+
+def _hosts() -> list[tuple[str, int]]:
+    """Finished kkr_scf_wc work chains of the profile (label, pk)."""
+    from aiida import orm
+
+    qb = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "kkr_scf_wc",
+                                                               "attributes.exit_status": 0}, project="*")
+    return [(f"{n.pk}: {n.label or 'kkr_scf_wc'}", n.pk) for (n,) in qb.iterall()]
+
