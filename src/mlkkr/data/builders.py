@@ -133,7 +133,7 @@ def run_parameters(engine: Engine, sampler: Any, seed: int, n: int, **extra: Any
 
 
 def build_exchange(engine: Engine, n: int, seed: int, sampler: ExchangeSampler | None = None,
-                   progress: Progress = None, batch: int = 64) -> tuple[list[ExchangePair], dict[str, Any]]:
+                   progress: Progress = None, batch: int = 32) -> tuple[list[ExchangePair], dict[str, Any]]:
     """``n`` exchange pairs from random co-doping configurations; returns (records, run parameters)."""
     sampler = sampler if sampler is not None else ExchangeSampler()
     _check_n_seed(n, seed)
