@@ -40,6 +40,7 @@ class KkrLauncherApp(LazyApp):
     """Launch KKR impurity calculations (JuKKR or the built-in engine) and see their results."""
 
     def __init__(self, background: bool = True) -> None:
+        self._init_loading()
         self.form = Form()
         self.node = None
         self.structure_manager = None

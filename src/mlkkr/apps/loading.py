@@ -41,8 +41,14 @@ class LazyApp(ipw.VBox):
 
     loading_message = "Loading the AiiDA profile and widgets …"
 
+    def _init_loading(self) -> Progress:
+        """Make ``self.loading`` (subclasses call this before building their children)."""
+        if getattr(self, "loading", None) is None:
+            self.loading = Progress()
+        return self.loading
+
     def __init__(self, children: list[ipw.Widget], background: bool = True, **kwargs: Any) -> None:
-        self.loading = Progress()
+        self._init_loading()
         self.loaded = threading.Event()
         self.load_error: BaseException | None = None
         css = ipw.HTML(STYLE + "<style>" + awb_css() + "</style>")

@@ -32,6 +32,12 @@ APPS_FOLDER = "apps"
 #: the jupyter-app-launcher configuration file (the extension reads ``jp_app_launcher*.yaml`` from
 #: ``<jupyter data dir>/jupyter_app_launcher/``; the user's data dir is ``~/.local/share/jupyter``)
 LAUNCHER_CONFIG = Path(".local/share/jupyter/jupyter_app_launcher/jp_app_launcher_mlkkr.yaml")
+#: Voila's configuration in the home (``~/.jupyter/voila.json``, read by the Voila server extension):
+#: JupyterLab extensions that only make sense in JupyterLab are not loaded into app pages (they fail
+#: there and slow the page down). Written once; a user's own file is never replaced.
+VOILA_CONFIG = Path(".jupyter/voila.json")
+VOILA_DENYLIST = ["jupyter_app_launcher", "@jupyterhub/jupyter-server-proxy", "@jupyter-notebook/lab-extension",
+                  "@voila-dashboards/jupyterlab-preview"]
 REQUIRED = ("title", "description", "version", "logo", "categories", "notebook")
 
 
@@ -189,4 +195,11 @@ def install_apps(home: str | os.PathLike, source: str | os.PathLike | None = Non
         os.replace(tmp, config)
     except OSError as exc:
         print(f"mlkkr: JupyterLab launcher cards not written: {exc}", file=sys.stderr, flush=True)
+    voila = home / VOILA_CONFIG
+    if not voila.exists():
+        try:
+            voila.parent.mkdir(parents=True, exist_ok=True)
+            voila.write_text(json.dumps({"VoilaConfiguration": {"extension_denylist": VOILA_DENYLIST}}, indent=2))
+        except OSError as exc:
+            print(f"mlkkr: {voila} not written: {exc}", file=sys.stderr, flush=True)
     return installed

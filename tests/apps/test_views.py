@@ -1,0 +1,128 @@
+"""The apps' widgets without a browser or Voila: built in-process on a throw-away profile; forms put
+errors next to their fields and submit nothing; a valid KKR form runs and shows its results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ase import Atoms
+
+from mlkkr.apps.registry import discover, install_apps, launcher_yaml, read_app, source_dir
+
+
+def sc(a: float = 4.38, n: int = 3) -> Atoms:
+    return Atoms("Bi", positions=[[0, 0, 0]], cell=[a, a, a], pbc=True).repeat((n, n, n))
+
+
+def process_count() -> int:
+    from aiida import orm
+
+    return orm.QueryBuilder().append(orm.ProcessNode).count()
+
+
+def test_every_app_folder_is_complete():
+    apps = discover(source_dir())
+    assert [a.name for a in apps] == ["home", "kkr-launcher", "ml-training", "data-archive"]
+    for app in apps:
+        assert (app.folder / app.logo).is_file() and app.start_md.strip()
+        nb = json.loads((app.folder / app.notebook).read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{app.name}: outputs not stripped"
+        assert "from mlkkr.apps" in "".join(code[0]["source"]), f"{app.name}: not a thin notebook"
+
+
+def test_install_apps_copies_writes_launcher_cards_and_keeps_user_edits(tmp_path):
+    apps = install_apps(tmp_path, base_url="/user/alice/")
+    assert {a.name for a in apps} == {"home", "kkr-launcher", "ml-training", "data-archive"}
+    assert (tmp_path / "apps/kkr-launcher/kkr.ipynb").is_file()
+    cards = (tmp_path / ".local/share/jupyter/jupyter_app_launcher/jp_app_launcher_mlkkr.yaml").read_text()
+    assert "source: /user/alice/voila/render/apps/kkr-launcher/kkr.ipynb" in cards and "type: url" in cards
+    assert "extension_denylist" in (tmp_path / ".jupyter/voila.json").read_text()
+    # a user's edit survives a restart while the version is the same
+    start = tmp_path / "apps/kkr-launcher/start.md"
+    start.write_text("my notes")
+    install_apps(tmp_path, base_url="/user/alice/")
+    assert start.read_text() == "my notes"
+    # a broken source never stops a server
+    assert install_apps(tmp_path / "other", source=tmp_path / "nowhere") == []
+
+
+def test_launcher_yaml_skips_apps_without_a_card():
+    apps = [read_app(source_dir() / "home")]
+    assert "mlkkr apps" in launcher_yaml(apps, "/")
+
+
+def test_home_launcher_has_a_tile_per_app(tmp_path):
+    from mlkkr.apps.home import HomeLauncher
+
+    install_apps(tmp_path, base_url="/")
+    home = HomeLauncher(tmp_path)
+    text = home.children[-1].value
+    apps = (("kkr-launcher", "kkr.ipynb"), ("ml-training", "ml.ipynb"), ("data-archive", "archive.ipynb"))
+    for name, notebook in apps:
+        assert f'href="../{name}/{notebook}"' in text
+    assert 'data-app="home"' not in text
+
+
+def test_field_error_routing():
+    import ipywidgets as ipw
+
+    from mlkkr.apps.widgets import Field, Form
+    from mlkkr.errors import InputError
+
+    form = Form([Field("impurities", ipw.VBox()), Field("impurities[1]", ipw.HBox()), Field("code", ipw.HTML())])
+    used = form.show(InputError("impurities[1].site", 99, reason="no site 99", allowed="0 … 26"))
+    assert used.name == "impurities[1]" and "no site 99" in used.message
+    used = form.show(InputError("impurities", [], reason="add one"))
+    assert used.name == "impurities" and used.message == "add one"
+    assert form.show(InputError("elsewhere", 1)) is None and "elsewhere" in form.errors()[""]
+    form.clear()
+    assert form.errors() == {}
+
+
+def test_kkr_form_errors_next_to_fields_and_nothing_submitted(aiida_profile_clean, aiida_localhost):
+    from mlkkr.apps.kkr_view import KkrLauncherApp
+
+    app = KkrLauncherApp(background=False)
+    assert app.loaded.is_set() and app.load_error is None
+    before = process_count()
+    assert app.submit() is None  # no structure
+    assert "choose a structure" in app.form.fields["structure"].message
+    app.structure_manager.structure = sc()
+    app.rows[1].site.value = 99
+    assert app.submit() is None
+    assert "no site 99" in app.form.fields["impurities[1]"].message
+    assert app.form.fields["structure"].message == ""
+    assert app.progress.state == "failed"
+    assert process_count() == before
+
+
+def test_kkr_form_runs_the_engine_and_shows_results(aiida_profile_clean, aiida_localhost):
+    """Without a daemon (the test profile has no broker) the job runs in this process."""
+    from mlkkr.apps.kkr_view import KkrLauncherApp
+
+    app = KkrLauncherApp(background=False)
+    app.structure_manager.structure = sc()
+    app.kgrid.value = 12
+    app.contour.value = 12
+    node = app.submit()
+    assert node is not None and node.is_finished_ok, app.form.errors()
+    app.show_results(node)
+    html = app.results.children[1].value
+    assert "mlkkr-tensor-table" in html and "Mn-Fe" in html
+    from aiida import orm
+
+    assert node.pk in [n.pk for n in orm.load_group("mlkkr/kkr-launcher").nodes]
+
+
+@pytest.mark.parametrize("kind", ["exchange", "potential"])
+def test_ml_hyper_parameters_are_checked(kind, aiida_profile_clean):
+    from mlkkr.apps import ml
+    from mlkkr.errors import InputError
+
+    assert ml.check_hyper(kind, {}) == {h.name: h.default for h in ml.HYPERS[kind]}
+    first = ml.HYPERS[kind][0]
+    with pytest.raises(InputError) as err:
+        ml.check_hyper(kind, {first.name: -5})
+    assert err.value.field == f"hyper.{first.name}"
