@@ -7,9 +7,22 @@ look for (see :mod:`mlkkr.apps.widgets`).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from types import ModuleType
+
 from playwright.sync_api import Locator, Page
 
 MINUTE = 60_000
+
+
+def root_conftest() -> ModuleType:
+    """tests/conftest.py as pytest loaded it (``import conftest`` is ambiguous with several conftest files)."""
+    path = str(Path(__file__).resolve().parents[1] / "conftest.py")
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == path:
+            return module
+    raise RuntimeError("tests/conftest.py is not loaded")
 
 
 def voila_url(hub_url: str, user: str, path: str) -> str:
@@ -40,7 +53,7 @@ def select(locator: Locator, label: str) -> None:
     """Choose the option whose label contains ``label`` in the <select> inside ``locator``."""
     sel = locator.locator("select").first
     options = sel.locator("option").all_inner_texts()
-    match = [o for o in options if label in o]
+    match = [o for o in options if label in o.replace("\xa0", " ")]
     assert match, f"no option containing {label!r} in {options}"
     sel.select_option(label=match[0])
 

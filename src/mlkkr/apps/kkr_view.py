@@ -23,6 +23,40 @@ from mlkkr.errors import InputError
 _WIDE = {"description_width": "160px"}
 
 
+def structure_viewer():
+    """A weas-widget 3D view with a ``structure`` trait (ase.Atoms), as StructureManagerWidget's viewer.
+
+    nglview 4.0.1, the default viewer of aiidalab-widgets-base, ships the front-end of 3.1.5 while its
+    Python side asks for 4.0, so it does not render in JupyterLab 4 or Voila (nglview issue 1181);
+    weas-widget is an anywidget and carries its own front-end.
+    """
+    import ase
+    import traitlets as tl
+    from weas_widget import WeasWidget
+
+    class WeasStructureViewer(ipw.VBox):
+        structure = tl.Instance(ase.Atoms, allow_none=True)
+
+        def __init__(self) -> None:
+            self.weas = WeasWidget(viewerStyle={"width": "640px", "height": "360px"})
+            self.caption = ipw.HTML("")
+            super().__init__([self.weas, self.caption])
+            self.add_class("mlkkr-structure-viewer")
+
+        @tl.observe("structure")
+        def _show(self, change: dict) -> None:
+            atoms = change["new"]
+            if atoms is None:
+                self.caption.value = ""
+                return
+            self.weas.from_ase(atoms)
+            self.caption.value = (f'<span class="mlkkr-help">{html.escape(atoms.get_chemical_formula())}: '
+                                  f"{len(atoms)} sites, cell {' × '.join(f'{x:.2f}' for x in atoms.cell.lengths())} Å"
+                                  "</span>")
+
+    return WeasStructureViewer()
+
+
 class ImpurityRow(ipw.HBox):
     def __init__(self, index: int, element: str, site: int | None, on_remove) -> None:
         self.element = ipw.Dropdown(options=kkr.element_choices(), value=element, description=f"Impurity {index}",
@@ -127,7 +161,7 @@ class KkrLauncherApp(LazyApp):
         self.structure_manager = awb.StructureManagerWidget(
             importers=[awb.StructureExamplesWidget(examples=examples, title="Examples"),
                        awb.StructureUploadWidget(title="Upload")],
-            storable=False, node_class="StructureData")
+            viewer=structure_viewer(), storable=False, node_class="StructureData")
         self.structure_manager.observe(self._on_structure, "structure")
         self.structure_box.children = [self.structure_manager]
         ensure_local_code()

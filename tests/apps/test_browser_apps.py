@@ -1,0 +1,198 @@
+"""The apps through the real hub, in Chromium: home launcher, KKR launcher (an invalid form submits
+nothing; a built-in-engine run finishes through the daemon and shows its tensors), ML training (parity
+plot and error table), and the data archive (alice publishes, bob sees and imports).
+
+The tests of this module share one hub and the users' sessions, and run in file order. Screenshots go to
+docs/screenshots/<app>-*.png (the README shows them). Every wait is generous: on a busy 2-core machine a
+user's server, a Voila kernel and the AiiDA daemon compete for the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from appdriver import (
+    MINUTE,
+    click_button,
+    field,
+    field_error,
+    fill_number,
+    fill_text,
+    root_conftest,
+    select,
+    voila_url,
+    wait_app,
+)
+
+from conftest import DATASET_GROUP, MAKE_DATASET  # tests/apps/conftest.py (this folder's)
+from labdriver import shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+COUNT_PROCESSES = """
+from aiida import load_profile, orm
+load_profile()
+print("COUNT", orm.QueryBuilder().append(orm.ProcessNode).count())
+"""
+
+STATE = {}
+
+
+def aiida_run(home, code: str) -> str:
+    return root_conftest().aiida_run(home, code, timeout=600)
+
+
+def process_count(home) -> int:
+    out = aiida_run(home, COUNT_PROCESSES)
+    return int(out.split("COUNT")[1].split()[0])
+
+
+@pytest.fixture(scope="module")
+def alice(apps_hub, browser_session):
+    page = browser_session(apps_hub, "alice")
+    STATE["alice_client"] = apps_hub.client("alice")
+    assert STATE["alice_client"].login()
+    return page
+
+
+def test_launcher_cards_home_tiles_and_the_kkr_launcher(apps_hub, alice):
+    page = alice
+    # JupyterLab's launcher has a card per app (jupyter-app-launcher), and ~/apps holds the app folders.
+    page.wait_for_selector(".jp-LauncherCard[title*='KKR launcher'], .jp-LauncherCard:has-text('KKR launcher')")
+    for title in ("mlkkr apps", "KKR launcher", "ML training", "Data archive"):
+        assert page.locator(".jp-LauncherCard", has_text=title).count() >= 1, title
+    shot(page, "home-jupyterlab-launcher")
+    assert (apps_hub.home("alice") / "apps" / "kkr-launcher" / "metadata.json").is_file()
+
+    # The home launcher: a tile per app; the KKR tile opens the KKR launcher.
+    page.goto(voila_url(apps_hub.url, "alice", "apps/home/home.ipynb"))
+    page.wait_for_selector(".mlkkr-tile-link[data-app='kkr-launcher']", timeout=5 * MINUTE)
+    assert page.locator(".mlkkr-tile").count() == 3
+    shot(page, "home-tiles")
+    page.locator(".mlkkr-tile-link[data-app='kkr-launcher']").click()
+    wait_app(page)
+    assert "/voila/render/apps/kkr-launcher/kkr.ipynb" in page.url
+
+
+def test_kkr_invalid_form_shows_errors_and_submits_nothing(apps_hub, alice):
+    page = alice
+    before = process_count(apps_hub.home("alice"))
+    # No structure yet.
+    click_button(page, "Submit")
+    page.wait_for_selector(".mlkkr-field-structure .mlkkr-field-error:not(:empty)", timeout=5 * MINUTE)
+    assert "choose a structure" in field_error(page, "structure")
+    # A structure, but impurity 1 on a site the structure does not have.
+    select(field(page, "structure"), "TI model host")
+    page.wait_for_selector(".mlkkr-structure-viewer .mlkkr-help", timeout=2 * MINUTE)
+    fill_number(page.locator(".mlkkr-impurity-site").nth(1), 99)
+    click_button(page, "Submit")
+    page.wait_for_selector(".mlkkr-field-impurities-1 .mlkkr-field-error:not(:empty)", timeout=2 * MINUTE)
+    message = field_error(page, "impurities[1]")
+    assert "no site 99" in message and "27 sites" in message, message
+    assert page.locator(".mlkkr-field-structure .mlkkr-field-error:not(:empty)").count() == 0
+    page.locator(".mlkkr-field-impurities-1").scroll_into_view_if_needed()
+    shot(page, "kkr-launcher-invalid-form")
+    assert process_count(apps_hub.home("alice")) == before  # nothing was submitted
+
+
+def test_kkr_engine_run_finishes_through_the_daemon(apps_hub, alice):
+    page = alice
+    fill_number(page.locator(".mlkkr-impurity-site").nth(1), 1)
+    fill_number(field(page, "kgrid"), 12)
+    fill_number(field(page, "contour_points"), 12)
+    page.locator(".mlkkr-field-code select").first.wait_for()
+    click_button(page, "Submit")
+    page.wait_for_selector(".mlkkr-progress-running, .mlkkr-progress-done, .mlkkr-progress-failed", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-progress-done, .mlkkr-progress-failed", timeout=15 * MINUTE)
+    status = page.locator(".mlkkr-progress").last.inner_text()
+    assert page.locator(".mlkkr-progress-failed").count() == 0, status
+    page.wait_for_selector(".mlkkr-tensor-table", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-exchange-plot .js-plotly-plot, .mlkkr-exchange-plot svg", timeout=5 * MINUTE)
+    table = page.locator(".mlkkr-tensor-table").inner_text()
+    assert "pair 0–1 (Mn-Fe)" in table and "J_ij (meV)" in table
+    page.locator(".mlkkr-results").scroll_into_view_if_needed()
+    shot(page, "kkr-launcher-results")
+    page.screenshot(path=str(shot(page, "kkr-launcher-full")), full_page=True)
+    # In alice's profile: an EngineBaseWorkChain that finished, its CalcJob run by the daemon's runner.
+    info = json.loads(aiida_run(apps_hub.home("alice"), """
+import json
+from aiida import load_profile, orm
+load_profile()
+node = orm.load_group("mlkkr/kkr-launcher").nodes[-1]
+calc = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)][0]
+print(json.dumps({"label": node.process_label, "ok": node.is_finished_ok, "calc": calc.process_label,
+                  "job_id": calc.get_job_id(), "pairs": len(node.outputs.summary["pairs"])}))
+""").strip().splitlines()[-1])
+    assert info["label"] == "EngineBaseWorkChain" and info["ok"] and info["calc"] == "EngineCalculation"
+    assert info["job_id"] and info["pairs"] == 1
+    daemon_log = apps_hub.home("alice") / ".aiida" / "daemon" / "log" / "aiida-alice.log"
+    assert daemon_log.is_file(), "the daemon of alice's profile has no log: did it run?"
+
+
+def test_ml_training_shows_parity_plot_and_error_table(apps_hub, alice):
+    page = alice
+    out = aiida_run(apps_hub.home("alice"), MAKE_DATASET.format(n=40, group=DATASET_GROUP))
+    assert "DATASET" in out
+    page.goto(voila_url(apps_hub.url, "alice", "apps/home/home.ipynb"))
+    page.locator(".mlkkr-tile-link[data-app='ml-training']").click()
+    wait_app(page)
+    select(field(page, "group"), DATASET_GROUP)
+    for name, value in (("epochs", 4), ("mul", 4), ("layers", 1), ("latent", 8), ("batch_size", 16)):
+        fill_number(field(page, f"hyper.{name}"), value)
+    shot(page, "ml-training-form")
+    click_button(page, "Train")
+    page.wait_for_selector(".mlkkr-loss-plot", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-progress-done, .mlkkr-progress-failed", timeout=20 * MINUTE)
+    status = page.locator(".mlkkr-progress").last.inner_text()
+    assert page.locator(".mlkkr-progress-failed").count() == 0, status
+    page.wait_for_selector(".mlkkr-error-table", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-parity-plot .js-plotly-plot, .mlkkr-parity-plot svg", timeout=5 * MINUTE)
+    table = page.locator(".mlkkr-error-table").inner_text()
+    assert "e3nn" in table and "MAE (meV)" in table
+    page.locator(".mlkkr-results").scroll_into_view_if_needed()
+    shot(page, "ml-training-results")
+    # Predict a new pair with the stored model.
+    click_button(page, "Predict")
+    page.wait_for_selector(".mlkkr-prediction:has-text('J_ij')", timeout=5 * MINUTE)
+    shot(page, "ml-training-predict")
+
+
+def test_publish_then_a_second_user_imports(apps_hub, alice, browser_session):
+    page = alice
+    page.goto(voila_url(apps_hub.url, "alice", "apps/data-archive/archive.ipynb"))
+    wait_app(page)
+    select(field(page, "group"), DATASET_GROUP)
+    # The form explains a missing title next to the field and publishes nothing.
+    fill_text(field(page, "authors"), "Alice Example")
+    click_button(page, "Publish")
+    page.wait_for_selector(".mlkkr-field-title .mlkkr-field-error:not(:empty)", timeout=5 * MINUTE)
+    assert "title is required" in field_error(page, "title")
+    fill_text(field(page, "title"), "Exchange pairs of co-doped TI model clusters")
+    fill_text(field(page, "keywords"), "exchange, DMI, topological insulator")
+    click_button(page, "Publish")
+    page.wait_for_selector(".mlkkr-progress-done, .mlkkr-progress-failed", timeout=10 * MINUTE)
+    status = page.locator(".mlkkr-progress-done, .mlkkr-progress-failed").last.inner_text()
+    assert "Published demo-exchange-pairs v1" in status, status
+    page.wait_for_selector(".mlkkr-catalog:has-text('demo-exchange-pairs')", timeout=2 * MINUTE)
+    shot(page, "data-archive-publish")
+
+    # bob signs up, alice (the admin) approves, bob sees the item and imports it into his profile.
+    bob = browser_session(apps_hub, "bob", approve_by=STATE["alice_client"])
+    bob.goto(voila_url(apps_hub.url, "bob", "apps/data-archive/archive.ipynb"))
+    wait_app(bob)
+    bob.wait_for_selector(".mlkkr-catalog:has-text('demo-exchange-pairs')", timeout=2 * MINUTE)
+    assert "Alice Example" in bob.locator(".mlkkr-catalog").inner_text()
+    select(field(bob, "item"), "demo-exchange-pairs v1")
+    bob.wait_for_selector(".mlkkr-details:has-text('Exchange pairs')", timeout=2 * MINUTE)
+    click_button(bob, "Import into my profile")
+    bob.wait_for_selector(".mlkkr-progress-done:has-text('Imported'), .mlkkr-progress-failed", timeout=10 * MINUTE)
+    assert bob.locator(".mlkkr-progress-failed").count() == 0, bob.locator(".mlkkr-progress-failed").inner_text()
+    shot(bob, "data-archive-import")
+    out = aiida_run(apps_hub.home("bob"), """
+from aiida import load_profile, orm
+load_profile()
+from mlkkr.aiida.nodes import DatasetData
+print("BOB", orm.QueryBuilder().append(DatasetData).count(), orm.load_group("demo/exchange-pairs").count())
+""")
+    assert "BOB 1 1" in out, out
