@@ -110,6 +110,9 @@ def test_jupyterhub_values_of_the_platform():
     assert jh["hub"]["config"]["JupyterHub"]["authenticator_class"] == "native"
     archive = VALUES["archive"]
     assert jh["hub"]["services"]["archive"]["url"] == f"http://{archive['serviceName']}:{archive['port']}"
+    access = "access:services!service=archive"
+    assert access in jh["hub"]["loadRoles"]["user"]["scopes"] and access in jh["hub"]["loadRoles"]["server"]["scopes"]
+    assert single["extraEnv"]["MLKKR_ARCHIVE_URL"].startswith(jh["hub"]["services"]["archive"]["url"])
 
 
 @pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda v: v.name if v else "defaults")

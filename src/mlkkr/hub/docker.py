@@ -11,7 +11,8 @@ services are those of every mode (:func:`mlkkr.hub.config.configure_auth`,
   replaced), so files and the AiiDA profile survive a stop, a restart and a new image;
 - the shared archive store (``docker.store_volume``: a named volume or a host folder) is mounted
   read-only at ``docker.store_path`` and handed to the user's server as ``MLKKR_STORE``; only the hub's
-  archive service writes it;
+  archive service (:mod:`mlkkr.archive.hubservice`, in the hub container, on ``<hub.data_dir>/store``
+  where the same volume is mounted read-write) writes it; servers get its URL as ``MLKKR_ARCHIVE_URL``;
 - the AiiDA profile is made at the container's start from the ``MLKKR_*`` variables (see
   :mod:`mlkkr.aiida.profile`): SQLite + ZeroMQ inside the container by default; with
   ``aiida.storage = "postgres"`` the hub makes one database per user (:mod:`mlkkr.hub.provision`) on
@@ -91,12 +92,15 @@ class MlkkrDockerSpawner(DockerSpawner):
 
     mlkkr_settings = Dict(config=True, help="The validated mlkkr settings (see mlkkr.settings).")
     mlkkr_secrets_dir = Unicode(config=True, help="Folder of the per-user database passwords.")
+    mlkkr_archive_url = Unicode(config=True, help="Where user servers reach the archive service.")
     _db_env = Dict()
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
         env.update(profile_env(self.mlkkr_settings, self.user.name))
         env.update(self._db_env)
+        if self.mlkkr_archive_url:
+            env["MLKKR_ARCHIVE_URL"] = self.mlkkr_archive_url
         return env
 
     async def start(self):
@@ -167,3 +171,10 @@ def configure_docker(c, settings, state: Path | None = None) -> None:
     c.JupyterHub.cleanup_servers = False
 
     configure_services(c, settings)
+    # The archive service (the store's only writer) runs in the hub container, on its network address
+    # so that user containers reach it directly as well as through the proxy.
+    from mlkkr.archive.hubservice import configure_archive
+
+    address = c.JupyterHub.hub_connect_ip
+    c.MlkkrDockerSpawner.mlkkr_archive_url = configure_archive(
+        c, settings, settings.data_dir / "store", state, host=address, connect_host=address) or ""
