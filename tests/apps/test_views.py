@@ -126,3 +126,89 @@ def test_ml_hyper_parameters_are_checked(kind, aiida_profile_clean):
     with pytest.raises(InputError) as err:
         ml.check_hyper(kind, {first.name: -5})
     assert err.value.field == f"hyper.{first.name}"
+
+
+def make_dataset(n: int = 30, group: str = "demo/pairs"):
+    """An exchange dataset of ``n`` engine records stored in ``group`` (in this process)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from aiida import orm
+    from mlkkr.aiida.nodes import DatasetData
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pairs.h5"
+        subprocess.run([str(Path(sys.executable).with_name("mlkkr")), "data", "exchange", "--n", str(n), "--seed", "1",
+                        "--kgrid", "16", "--no-progress", "-o", str(out)], check=True)
+        node = DatasetData(out).store()
+    g, _ = orm.Group.collection.get_or_create(group)
+    g.add_nodes([node])
+    return node
+
+
+def test_ml_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost):
+    from mlkkr.apps.ml_view import MlTrainingApp
+
+    app = MlTrainingApp(background=False)
+    before = process_count()
+    app.group.value = None
+    assert app.train() is None
+    assert "choose a dataset" in app.form.fields["group"].message
+    make_dataset(12, "demo/small")
+    app.refresh_groups()
+    assert app.group.value == "demo/small"
+    app.hyper["epochs"].value = 0
+    assert app.train() is None
+    assert "1 … 100000" in app.form.fields["hyper.epochs"].message
+    assert process_count() == before
+
+
+@pytest.mark.slow
+def test_ml_training_runs_and_shows_parity_and_errors(aiida_profile_clean, aiida_localhost):
+    """The whole training work chain in this process (no broker in the test profile): ~1-2 min."""
+    from mlkkr.apps.ml_view import MlTrainingApp
+
+    make_dataset(30)
+    app = MlTrainingApp(background=False)
+    assert app.group.value == "demo/pairs"
+    for name, value in (("epochs", 3), ("mul", 4), ("layers", 1), ("latent", 8), ("batch_size", 16)):
+        app.hyper[name].value = value
+    node = app.train()
+    assert node is not None and node.is_finished_ok, (app.form.errors(), node and node.exit_message)
+    app.show_results(node)
+    assert "e3nn" in app.results.children[1].value and "MAE (meV)" in app.results.children[1].value
+    from mlkkr.apps import ml
+
+    history = ml.loss_history(ml.training_job(node))
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    tensor = app.predict()
+    assert tensor is not None and tensor.shape == (3, 3)
+
+
+def test_publish_form_is_checked_before_export(aiida_profile_clean):
+    from aiida import orm
+    from mlkkr.apps.archive import PublishForm, check_publish
+    from mlkkr.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        check_publish(PublishForm(group=None))
+    assert err.value.field == "group"
+    orm.Group(label="empty").store()
+    with pytest.raises(InputError) as err:
+        check_publish(PublishForm(group="empty", title="A title", authors="Alice"))
+    assert err.value.field == "group" and "empty" in str(err.value)
+    g = orm.Group(label="full").store()
+    g.add_nodes([orm.Int(1).store()])
+    with pytest.raises(InputError) as err:
+        check_publish(PublishForm(group="full", title="", authors="Alice"))
+    assert err.value.field == "title"
+    with pytest.raises(InputError) as err:
+        check_publish(PublishForm(group="full", title="A title", authors=""))
+    assert err.value.field == "authors"
+    with pytest.raises(InputError) as err:
+        check_publish(PublishForm(group="full", title="A title", authors="Alice", licence="WTFPL"))
+    assert err.value.field == "licence"
+    check_publish(PublishForm(group="full", title="A title", authors="Alice <0000-0002-1825-0097>",
+                              keywords="a, b"))

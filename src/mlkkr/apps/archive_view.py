@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as ipw
 
 from mlkkr.apps import archive
-from mlkkr.apps.loading import LazyApp
+from mlkkr.apps.loading import SLOW_IMPORTS, LazyApp
 from mlkkr.apps.widgets import Field, Form, Progress, header, html_table, in_background
 from mlkkr.errors import InputError
 
@@ -21,6 +21,8 @@ _FULL = {"width": "640px"}
 
 class ArchiveApp(LazyApp):
     """Browse, import and publish FAIR AiiDA archives of the shared store."""
+
+    slow_imports = (*SLOW_IMPORTS, "mlkkr.archive.client", "mlkkr.archive.aiida_io")
 
     def __init__(self, background: bool = True) -> None:
         self._init_loading()
@@ -138,11 +140,14 @@ class ArchiveApp(LazyApp):
         self.form.clear()
         form = self.request()
         try:
-            self.wait_loaded(timeout=600)
+            self.check_ready()
             archive.check_publish(form)
         except InputError as exc:
             self.form.show(exc)
             self.publish_progress.fail("Not published: correct the field marked in red.")
+            return
+        except RuntimeError as exc:
+            self.publish_progress.fail(f"Not published: {exc}")
             return
         self.publish_progress.start(f"Exporting group {form.group} and uploading to the store …")
 

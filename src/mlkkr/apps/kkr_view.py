@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as ipw
 
 from mlkkr.apps import kkr
-from mlkkr.apps.loading import LazyApp
+from mlkkr.apps.loading import SLOW_IMPORTS, LazyApp
 from mlkkr.apps.widgets import Field, Form, Progress, header
 from mlkkr.errors import InputError
 
@@ -72,6 +72,9 @@ class ImpurityRow(ipw.HBox):
 
 class KkrLauncherApp(LazyApp):
     """Launch KKR impurity calculations (JuKKR or the built-in engine) and see their results."""
+
+    slow_imports = (*SLOW_IMPORTS, "weas_widget", "mlkkr.aiida.workflows", "mlkkr.aiida.kkr", "mlkkr.greens.inputs",
+                    "ase.neighborlist")
 
     def __init__(self, background: bool = True) -> None:
         self._init_loading()
@@ -237,7 +240,7 @@ class KkrLauncherApp(LazyApp):
         self.form.clear()
         self.results.children = []
         try:
-            self.wait_loaded(timeout=600)
+            self.check_ready()
             node = kkr.submit(self.request())
         except InputError as exc:
             self.form.show(exc)

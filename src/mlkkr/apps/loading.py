@@ -36,10 +36,32 @@ def load_profile() -> Any:
     return get_profile() or _load()
 
 
+def kernel_loop() -> Any:
+    """The IPython kernel's main-thread IOLoop, or None outside a kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    shell = get_ipython()
+    return getattr(getattr(shell, "kernel", None), "io_loop", None)
+
+
+#: modules every app needs and that take seconds to import (imported in the background thread)
+SLOW_IMPORTS = ("aiida.orm", "aiida.engine", "aiidalab_widgets_base", "plotly.graph_objects", "mlkkr.aiida.launch")
+
+
 class LazyApp(ipw.VBox):
-    """Base of the apps: light widgets first, then ``_load()`` in a thread (``self.loading`` shows it)."""
+    """Base of the apps: light widgets first, then the AiiDA side (``self.loading`` shows progress).
+
+    Loading has two steps. :meth:`_imports` runs in a background thread and only imports modules
+    (seconds of CPU, no database). :meth:`_load` then runs on the kernel's main thread (scheduled on
+    its IOLoop): it loads the profile and builds the widgets that query the database — AiiDA's ORM
+    objects belong to the thread that loaded them, so everything the app's callbacks use must be
+    made there. Outside a kernel (tests) or with ``background=False`` both steps run at once.
+    """
 
     loading_message = "Loading the AiiDA profile and widgets …"
+    slow_imports: tuple[str, ...] = SLOW_IMPORTS
 
     def _init_loading(self) -> Progress:
         """Make ``self.loading`` (subclasses call this before building their children)."""
@@ -55,13 +77,30 @@ class LazyApp(ipw.VBox):
         super().__init__(children=[css, *children], **kwargs)
         self.add_class("mlkkr-app")
         self.loading.start(self.loading_message)
-        if background:
-            in_background(self._run_load, name=f"{type(self).__name__}-load")
-        else:
+        loop = kernel_loop() if background else None
+        if loop is None:
             self._run_load()
+        else:
+            in_background(lambda: self._import_then(loop), name=f"{type(self).__name__}-imports")
+
+    def _import_then(self, loop: Any) -> None:
+        try:
+            self._imports()
+        except BaseException as exc:  # noqa: BLE001 - shown on the page by _run_load
+            self.load_error = exc
+        loop.add_callback(self._run_load)
+
+    def _imports(self) -> None:
+        """Import the slow modules (runs in a thread: no database access here)."""
+        import importlib
+
+        for name in self.slow_imports:
+            importlib.import_module(name)
 
     def _run_load(self) -> None:
         try:
+            if self.load_error is not None:
+                raise self.load_error
             load_profile()
             self._load()
             self.loading.done("Ready.")
@@ -70,14 +109,21 @@ class LazyApp(ipw.VBox):
         except BaseException as exc:  # noqa: BLE001 - shown on the page
             self.load_error = exc
             self.loading.fail(f"Could not load: {type(exc).__name__}: {exc}")
-            raise
         finally:
             self.loaded.set()
 
     def _load(self) -> None:  # pragma: no cover - overridden
-        """Build the AiiDA-dependent widgets (runs in a thread)."""
+        """Build the AiiDA-dependent widgets (on the kernel's main thread)."""
+
+    def check_ready(self) -> None:
+        """For button callbacks (kernel main thread, which also runs the loading): raise if not loaded."""
+        if not self.loaded.is_set():
+            raise RuntimeError("the app is still loading: try again when its progress bar has gone")
+        if self.load_error is not None:
+            raise RuntimeError(f"the app could not load: {self.load_error}")
 
     def wait_loaded(self, timeout: float = 300) -> None:
+        """Block until loaded (only from a thread other than the kernel's main one, or after loading)."""
         if not self.loaded.wait(timeout):
             raise TimeoutError(f"{type(self).__name__} did not load in {timeout} s")
         if self.load_error is not None:

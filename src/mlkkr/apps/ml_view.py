@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as ipw
 
 from mlkkr.apps import ml
-from mlkkr.apps.loading import LazyApp
+from mlkkr.apps.loading import SLOW_IMPORTS, LazyApp
 from mlkkr.apps.widgets import Field, Form, Progress, header, html_table, in_background
 from mlkkr.errors import InputError
 
@@ -20,6 +20,8 @@ _WIDE = {"description_width": "170px"}
 
 class MlTrainingApp(LazyApp):
     """Train ML models on datasets of the profile or the shared store, as AiiDA jobs."""
+
+    slow_imports = (*SLOW_IMPORTS, "mlkkr.aiida.workflows", "mlkkr.aiida.functions", "mlkkr.archive.client")
 
     def __init__(self, background: bool = True) -> None:
         self._init_loading()
@@ -156,7 +158,7 @@ class MlTrainingApp(LazyApp):
         self.form.clear()
         self.results.children = []
         try:
-            self.wait_loaded(timeout=600)
+            self.check_ready()
             node = ml.submit(self.request())
         except InputError as exc:
             self.form.show(exc)
@@ -225,6 +227,7 @@ class MlTrainingApp(LazyApp):
 
         result = ml.parity(node)
         self.model_node = node.outputs.model
+        self.model_uuid = self.model_node.uuid
         figure = go.FigureWidget(result["figure"])
         figure.add_class("mlkkr-parity-plot")
         table = ipw.HTML(html_table(ml.error_headers(result["kind"]), ml.error_rows(result["tables"]),
@@ -256,9 +259,11 @@ class MlTrainingApp(LazyApp):
         self.predict_box.children = [ipw.HTML("<h3>5. Predict a new pair</h3>"), self.predict_field, self.p_out]
 
     def predict(self) -> Any:
+        from aiida import orm
+
         self.predict_field.clear()
         try:
-            tensor, node = ml.predict_pair(self.model_node, self.p_i.value, self.p_j.value,
+            tensor, node = ml.predict_pair(orm.load_node(self.model_uuid), self.p_i.value, self.p_j.value,
                                            tuple(w.value for w in self.p_off), self.p_host.value)
         except InputError as exc:
             self.predict_field.set_error(str(exc))
