@@ -7,7 +7,6 @@ look for (see :mod:`mlkkr.apps.widgets`).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,12 +15,12 @@ from playwright.sync_api import Locator, Page
 MINUTE = 60_000
 
 
-def root_conftest() -> ModuleType:
+def root_conftest(config) -> ModuleType:
     """tests/conftest.py as pytest loaded it (``import conftest`` is ambiguous with several conftest files)."""
     path = str(Path(__file__).resolve().parents[1] / "conftest.py")
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == path:
-            return module
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", None) == path:
+            return plugin
     raise RuntimeError("tests/conftest.py is not loaded")
 
 

@@ -28,6 +28,14 @@ print("DATASET", node.pk, node.n_records)
 """
 
 
+@pytest.fixture(scope="session")
+def root(pytestconfig):
+    """The module tests/conftest.py (its PASSWORD, aiida_run ...)."""
+    from appdriver import root_conftest
+
+    return root_conftest(pytestconfig)
+
+
 @pytest.fixture(scope="module")
 def apps_hub(hub_factory):
     """A hub whose first admin is ``alice`` (approved at sign-up)."""
@@ -35,7 +43,7 @@ def apps_hub(hub_factory):
 
 
 @pytest.fixture(scope="module")
-def browser_session(chromium):
+def browser_session(chromium, root):
     """Make logged-in pages that live for the module: ``session(hub, user)`` signs up, logs in, waits for Lab."""
     from appdriver import root_conftest
 

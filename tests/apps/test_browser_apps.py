@@ -19,7 +19,6 @@ from appdriver import (
     field_error,
     fill_number,
     fill_text,
-    root_conftest,
     select,
     voila_url,
     wait_app,
@@ -39,11 +38,13 @@ print("COUNT", orm.QueryBuilder().append(orm.ProcessNode).count())
 STATE = {}
 
 
-def aiida_run(home, code: str) -> str:
-    return root_conftest().aiida_run(home, code, timeout=600)
+@pytest.fixture(scope="module")
+def aiida_run(root):
+    """Run Python code against a user's AiiDA profile (tests/conftest.py's helper, with more time)."""
+    return lambda home, code: root.aiida_run(home, code, timeout=600)
 
 
-def process_count(home) -> int:
+def process_count(aiida_run, home) -> int:
     out = aiida_run(home, COUNT_PROCESSES)
     return int(out.split("COUNT")[1].split()[0])
 
@@ -75,9 +76,9 @@ def test_launcher_cards_home_tiles_and_the_kkr_launcher(apps_hub, alice):
     assert "/voila/render/apps/kkr-launcher/kkr.ipynb" in page.url
 
 
-def test_kkr_invalid_form_shows_errors_and_submits_nothing(apps_hub, alice):
+def test_kkr_invalid_form_shows_errors_and_submits_nothing(apps_hub, aiida_run, alice):
     page = alice
-    before = process_count(apps_hub.home("alice"))
+    before = process_count(aiida_run, apps_hub.home("alice"))
     # No structure yet.
     click_button(page, "Submit")
     page.wait_for_selector(".mlkkr-field-structure .mlkkr-field-error:not(:empty)", timeout=5 * MINUTE)
@@ -93,10 +94,10 @@ def test_kkr_invalid_form_shows_errors_and_submits_nothing(apps_hub, alice):
     assert page.locator(".mlkkr-field-structure .mlkkr-field-error:not(:empty)").count() == 0
     page.locator(".mlkkr-field-impurities-1").scroll_into_view_if_needed()
     shot(page, "kkr-launcher-invalid-form")
-    assert process_count(apps_hub.home("alice")) == before  # nothing was submitted
+    assert process_count(aiida_run, apps_hub.home("alice")) == before  # nothing was submitted
 
 
-def test_kkr_engine_run_finishes_through_the_daemon(apps_hub, alice):
+def test_kkr_engine_run_finishes_through_the_daemon(apps_hub, aiida_run, alice):
     page = alice
     fill_number(page.locator(".mlkkr-impurity-site").nth(1), 1)
     fill_number(field(page, "kgrid"), 12)
@@ -130,7 +131,7 @@ print(json.dumps({"label": node.process_label, "ok": node.is_finished_ok, "calc"
     assert daemon_log.is_file(), "the daemon of alice's profile has no log: did it run?"
 
 
-def test_ml_training_shows_parity_plot_and_error_table(apps_hub, alice):
+def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alice):
     page = alice
     out = aiida_run(apps_hub.home("alice"), MAKE_DATASET.format(n=40, group=DATASET_GROUP))
     assert "DATASET" in out
@@ -158,7 +159,7 @@ def test_ml_training_shows_parity_plot_and_error_table(apps_hub, alice):
     shot(page, "ml-training-predict")
 
 
-def test_publish_then_a_second_user_imports(apps_hub, alice, browser_session):
+def test_publish_then_a_second_user_imports(apps_hub, aiida_run, alice, browser_session):
     page = alice
     page.goto(voila_url(apps_hub.url, "alice", "apps/data-archive/archive.ipynb"))
     wait_app(page)
