@@ -166,3 +166,20 @@ def test_unknown_species_and_bad_geometry_are_refused():
                         tensor=np.zeros((3, 3)), cell=A * np.eye(3))
     with pytest.raises(InputError, match="coincide"):
         build_graphs([same], SPECIES, 6.5, 4.5)
+
+
+def test_vectorised_graphs_match_the_per_pair_definition(engine_pairs):
+    """build_graphs (vectorised) selects exactly the atoms of pair_atoms (per pair, via ExchangePair.host_sites)."""
+    from mlkkr.models.exchange import pair_atoms
+
+    pairs = engine_pairs[0][:150] + random_pairs(20, seed=9)
+    species = sorted({s for p in pairs for s in (p.species_i, p.species_j, p.host, *p.environment_species)})
+    index = {s: k for k, s in enumerate(species)}
+    g = build_graphs(pairs, species, 6.5, 4.5)
+    for b, p in enumerate(pairs):
+        names, pos = pair_atoms(p, 6.5, 4.5)
+        want = sorted((index[n], *np.round(x - pos[0], 6)) for n, x in zip(names[2:], pos[2:], strict=True))
+        rows = slice(g.env_ptr[b], g.env_ptr[b + 1])
+        got = sorted((int(s), *np.round(x, 6)) for s, x in zip(g.env_species[rows], g.env_ri[rows], strict=True))
+        assert got == want, b
+        np.testing.assert_allclose(g.env_rj[rows], g.env_ri[rows] - p.bond, atol=1e-12)

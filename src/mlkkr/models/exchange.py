@@ -58,7 +58,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from e3nn import nn as enn
 from e3nn import o3
 from e3nn.io import CartesianTensor
 from torch import nn
@@ -187,42 +186,105 @@ def pair_atoms(pair: Any, r_env: float, r_host: float) -> tuple[list[str], np.nd
     return species, np.concatenate(positions)
 
 
+#: Two positions closer than this (Å) are the same site (a host atom there is replaced by the defect).
+SAME_SITE = 0.05
+
+
+def _host_candidates(pi: np.ndarray, pj: np.ndarray, cell: np.ndarray, r_host: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice points of ``cell`` within ``r_host`` of i or j, each once, for pairs (B, 3): (owner, position)."""
+    inv = np.linalg.inv(cell)
+    nmax = int(np.ceil(r_host * np.linalg.norm(inv, axis=0).max())) + 1
+    g = np.arange(-nmax, nmax + 1)
+    offsets = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    diag = float(np.abs(cell).sum(axis=0).max())
+    offsets = offsets[np.linalg.norm(offsets @ cell, axis=1) <= r_host + diag]
+    owners, points = [], []
+    for centre, other_first in ((pi, False), (pj, True)):
+        cand = (np.rint(centre @ inv)[:, None, :] + offsets[None]) @ cell  # (B, K, 3)
+        keep = np.linalg.norm(cand - centre[:, None], axis=-1) <= r_host + 1e-9
+        if other_first:  # near both i and j: listed once, with i
+            keep &= np.linalg.norm(cand - pi[:, None], axis=-1) > r_host + 1e-9
+        b, k = np.nonzero(keep)
+        owners.append(b)
+        points.append(cand[b, k])
+    return np.concatenate(owners), np.concatenate(points)
+
+
 def build_graphs(pairs: Sequence[Any], species: Sequence[str], r_env: float, r_host: float,
                  r_pair: float | None = None, field_name: str = "pairs") -> PairGraphs:
     """Graphs of ``pairs`` for a model that knows ``species``; :class:`InputError` on anything unknown.
 
+    The atoms of a graph are those of :func:`pair_atoms` (same selection, vectorised over pairs):
+    the other defects within ``r_env`` Å of i or j, and the host atoms (one per cell of
+    ``pair.cell``, labelled ``pair.host``) within ``r_host`` Å of i or j that no defect occupies.
     Refuses (naming the pair) a species not in ``species``, a non-finite position, coincident i and j,
     and — when ``r_pair`` is given — a pair farther apart than ``r_pair`` Å.
     """
     index = {s: n for n, s in enumerate(species)}
-    si, sj, bond, ptr, es, eri, erj = [], [], [], [0], [], [], []
-    for b, pair in enumerate(pairs):
-        names, pos = pair_atoms(pair, r_env, r_host)
-        for name in names:
-            if name not in index:
-                raise InputError(f"{field_name}[{b}].species", name, allowed=list(species),
-                                 reason=f"species {name!r} is unknown to the model")
-        if not np.all(np.isfinite(pos)):
-            raise InputError(f"{field_name}[{b}].positions", "NaN/inf", reason="positions must be finite")
-        d = pos[1] - pos[0]
-        dist = float(np.linalg.norm(d))
-        if dist < 1e-6:
-            raise InputError(f"{field_name}[{b}].position_j", pos[1].tolist(), reason="i and j coincide")
-        if r_pair is not None and dist > r_pair + 1e-6:
-            raise InputError(f"{field_name}[{b}].distance", round(dist, 4),
+    n = len(pairs)
+
+    def lookup(name: str, b: int) -> int:
+        if name not in index:
+            raise InputError(f"{field_name}[{b}].species", name, allowed=list(species),
+                             reason=f"species {name!r} is unknown to the model")
+        return index[name]
+
+    si = np.array([lookup(p.species_i, b) for b, p in enumerate(pairs)], np.int64)
+    sj = np.array([lookup(p.species_j, b) for b, p in enumerate(pairs)], np.int64)
+    pi = np.array([p.position_i for p in pairs], float).reshape(n, 3)
+    pj = np.array([p.position_j for p in pairs], float).reshape(n, 3)
+    counts = np.array([len(p.environment_species) for p in pairs], np.int64)
+    env_pos = np.concatenate([np.asarray(p.environment_positions, float).reshape(-1, 3) for p in pairs]) \
+        if n else np.zeros((0, 3))
+    env_owner = np.repeat(np.arange(n), counts)
+    for b in np.unique(np.concatenate([np.nonzero(~np.isfinite(pi).all(1) | ~np.isfinite(pj).all(1))[0],
+                                       env_owner[~np.isfinite(env_pos).all(1)]])):
+        raise InputError(f"{field_name}[{b}].positions", "NaN/inf", reason="positions must be finite")
+    bond = pj - pi
+    dist = np.linalg.norm(bond, axis=1)
+    for b in np.nonzero(dist < 1e-6)[0]:
+        raise InputError(f"{field_name}[{b}].position_j", pj[b].tolist(), reason="i and j coincide")
+    if r_pair is not None:
+        for b in np.nonzero(dist > r_pair + 1e-6)[0]:
+            raise InputError(f"{field_name}[{b}].distance", round(float(dist[b]), 4),
                              reason=f"the model covers pair distances up to {r_pair} Å")
-        si.append(index[names[0]])
-        sj.append(index[names[1]])
-        bond.append(d)
-        es.extend(index[n] for n in names[2:])
-        eri.append(pos[2:] - pos[0])
-        erj.append(pos[2:] - pos[1])
-        ptr.append(ptr[-1] + len(names) - 2)
-    return PairGraphs(np.asarray(si, np.int64), np.asarray(sj, np.int64),
-                      np.asarray(bond, float).reshape(-1, 3), np.asarray(ptr, np.int64),
-                      np.asarray(es, np.int64),
-                      np.concatenate(eri) if eri else np.zeros((0, 3)),
-                      np.concatenate(erj) if erj else np.zeros((0, 3)))
+    env_sp = np.array([lookup(s, b) for b, p in enumerate(pairs) for s in p.environment_species], np.int64)
+    near = np.minimum(np.linalg.norm(env_pos - pi[env_owner], axis=1), np.linalg.norm(env_pos - pj[env_owner], axis=1))
+    keep = near <= r_env + 1e-9
+    owner, pos, spc, rank = [env_owner[keep]], [env_pos[keep]], [env_sp[keep]], [np.zeros(keep.sum(), np.int64)]
+    if r_host > 0:
+        groups: dict[tuple, list[int]] = {}
+        for b, p in enumerate(pairs):
+            if not p.provenance.get("environment_includes_host", False):
+                key = (str(p.host), np.asarray(p.cell, float).round(9).tobytes())
+                groups.setdefault(key, []).append(b)
+        for (host, _), members in groups.items():
+            for start in range(0, len(members), 2048):
+                idx = np.asarray(members[start:start + 2048])
+                h_owner, h_pos = _host_candidates(pi[idx], pj[idx], np.asarray(pairs[idx[0]].cell, float), r_host)
+                free = (np.linalg.norm(h_pos - pi[idx][h_owner], axis=1) > SAME_SITE) & \
+                       (np.linalg.norm(h_pos - pj[idx][h_owner], axis=1) > SAME_SITE)
+                sub_counts = counts[idx]
+                if sub_counts.sum():  # a host site taken by another defect is not a host atom
+                    emax = int(sub_counts.max())
+                    pad = np.full((len(idx), emax, 3), np.nan)
+                    rows = np.concatenate([np.arange(c) for c in sub_counts])
+                    owners_local = np.repeat(np.arange(len(idx)), sub_counts)
+                    starts = np.concatenate([[0], np.cumsum(counts)])[idx]
+                    pad[owners_local, rows] = env_pos[np.repeat(starts, sub_counts) + rows]
+                    d = np.linalg.norm(h_pos[:, None, :] - pad[h_owner], axis=-1)
+                    free &= ~(np.nan_to_num(d, nan=np.inf) <= SAME_SITE).any(axis=1)
+                label = lookup(host, int(idx[0]))
+                owner.append(idx[h_owner[free]])
+                pos.append(h_pos[free])
+                spc.append(np.full(int(free.sum()), label, np.int64))
+                rank.append(np.ones(int(free.sum()), np.int64))
+    owner_all, pos_all = np.concatenate(owner), np.concatenate(pos).reshape(-1, 3)
+    order = np.lexsort((np.concatenate(rank), owner_all))  # per pair: defects first, then host atoms
+    owner_all, pos_all, spc_all = owner_all[order], pos_all[order], np.concatenate(spc)[order]
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(owner_all, minlength=n))]).astype(np.int64)
+    return PairGraphs(si, sj, bond, ptr, spc_all, pos_all - pi[owner_all], pos_all - pj[owner_all])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,63 +330,121 @@ def mlp(sizes: Sequence[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _irreps_all(mul: int) -> o3.Irreps:
-    return o3.Irreps(f"{mul}x0e+{mul}x0o+{mul}x1o+{mul}x1e+{mul}x2e+{mul}x2o")
+#: Irrep types of the pair features, in their order along the component axis: (l, parity).
+V_TYPES = ((0, 1), (0, -1), (1, -1), (1, 1), (2, 1), (2, -1))
+#: Irrep types of the environment (spherical harmonics l = 0, 1, 2).
+E_TYPES = ((0, 1), (1, -1), (2, 1))
+
+
+def _offsets(types: Sequence[tuple[int, int]]) -> list[int]:
+    out = [0]
+    for ell, _ in types:
+        out.append(out[-1] + 2 * ell + 1)
+    return out
+
+
+V_OFF, E_OFF = _offsets(V_TYPES), _offsets(E_TYPES)
+V_DIM, E_DIM = V_OFF[-1], E_OFF[-1]  # 18, 9
+
+
+class ChannelwiseTensorProduct(nn.Module):
+    """``V ⊗ E`` channel by channel, every path to an irrep of :data:`V_TYPES`, then a linear mixing.
+
+    ``V`` is (B, mul, 18) and ``E`` (B, mul, 9), components in the order of :data:`V_TYPES` /
+    :data:`E_TYPES` in e3nn's real basis. The Clebsch–Gordan coefficients are e3nn's Wigner 3j symbols
+    (``e3nn.o3.wigner_3j``) with component normalisation (×√(2l+1)); all paths are evaluated as one
+    matrix product with a fixed (162 × n_out) coefficient matrix, and the per-type linear maps
+    (channels × paths → ``mul_out[t]`` channels) are learned. Output: one (B, mul_out[t], 2l+1) tensor
+    per type of :data:`V_TYPES`. Equivariant by construction: every path is a Wigner-3j coupling.
+    """
+
+    def __init__(self, mul: int, mul_out: Sequence[int]) -> None:
+        super().__init__()
+        blocks: list[list[tuple[int, int, int]]] = [[] for _ in V_TYPES]  # per output type: (a, b, c)
+        for a, (la, pa) in enumerate(V_TYPES):
+            for b, (lb, pb) in enumerate(E_TYPES):
+                for c, (lc, pc) in enumerate(V_TYPES):
+                    if abs(la - lb) <= lc <= la + lb and pc == pa * pb:
+                        blocks[c].append((a, b, c))
+        self.n_paths = [len(bl) for bl in blocks]
+        n_out = sum(n * (2 * V_TYPES[c][0] + 1) for c, n in enumerate(self.n_paths))
+        coef = torch.zeros(V_DIM, E_DIM, n_out, dtype=torch.float64)
+        col = 0
+        self.out_slices: list[tuple[int, int]] = []
+        for c, bl in enumerate(blocks):
+            start = col
+            lc = V_TYPES[c][0]
+            for a, b, _ in bl:
+                la, lb = V_TYPES[a][0], E_TYPES[b][0]
+                w3j = o3.wigner_3j(la, lb, lc, dtype=torch.float64) * math.sqrt(2 * lc + 1)
+                coef[V_OFF[a]:V_OFF[a + 1], E_OFF[b]:E_OFF[b + 1], col:col + 2 * lc + 1] = w3j
+                col += 2 * lc + 1
+            self.out_slices.append((start, col))
+        # 98 % zeros, yet one dense BLAS product beats gathering the non-zero terms (measured on CPU)
+        self.register_buffer("coef", coef.reshape(V_DIM * E_DIM, n_out).to(torch.get_default_dtype()),
+                             persistent=False)
+        self.mul = mul
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(n * mul, m) / math.sqrt(max(n * mul, 1)))
+            for n, m in zip(self.n_paths, mul_out, strict=True))
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
+        bsz, mul = v.shape[0], self.mul
+        outer = (v[:, :, :, None] * e[:, :, None, :]).reshape(bsz * mul, V_DIM * E_DIM)
+        y = (outer @ self.coef).view(bsz, mul, -1)
+        out = []
+        for c, ((lc, _), (s, t), w) in enumerate(zip(V_TYPES, self.out_slices, self.weights, strict=True)):
+            d, n = 2 * lc + 1, self.n_paths[c]
+            x = y[:, :, s:t].reshape(bsz, mul, n, d).permute(0, 3, 2, 1).reshape(bsz * d, n * mul)
+            out.append((x @ w).view(bsz, d, -1).transpose(1, 2))
+        return out
 
 
 class MessageLayer(nn.Module):
-    """One message from the surrounding atoms to the pair: ``V ← V + Gate(Linear(V ⊗ E))``, ``x`` updated."""
+    """One message from the surrounding atoms to the pair: ``V ← V + Gate(Linear(V ⊗ E))``, ``x`` updated.
+
+    Gate (as e3nn's ``nn.Gate``): 0e scalars through SiLU, 0o through tanh (odd, so they stay
+    pseudoscalars), every l > 0 channel multiplied by the sigmoid of its own 0e gate.
+    """
 
     def __init__(self, cfg: ExchangeModelConfig) -> None:
         super().__init__()
         mul = cfg.mul
-        self.irreps_v = _irreps_all(mul)
-        self.irreps_e = o3.Irreps(f"{mul}x0e+{mul}x1o+{mul}x2e")
-        self.sh = o3.Irreps.spherical_harmonics(2)
+        self.mul = mul
         self.env_mlp = mlp([2 * cfg.n_basis + 2 * N_LEGENDRE + cfg.embed + cfg.latent, cfg.latent, cfg.latent,
                             2 * 3 * mul])
-        self.mul = mul
-        # channel-wise tensor product V ⊗ E -> every irrep of l <= 2 of either parity
-        irreps_out, instr = [], []
-        targets = list(self.irreps_v)
-        for i1, (_, ir1) in enumerate(self.irreps_v):
-            for i2, (_, ir2) in enumerate(self.irreps_e):
-                for ir3 in ir1 * ir2:
-                    if (mul, ir3) in targets:
-                        irreps_out.append((mul, ir3))
-                        instr.append((i1, i2, len(irreps_out) - 1, "uuu", True))
-        irreps_out = o3.Irreps(irreps_out)
-        self.tp = o3.TensorProduct(self.irreps_v, self.irreps_e, irreps_out, instr)
-        scalars = o3.Irreps(f"{mul}x0e+{mul}x0o")
-        gated = o3.Irreps(f"{mul}x1o+{mul}x1e+{mul}x2e+{mul}x2o")
-        gates = o3.Irreps(f"{gated.num_irreps}x0e")
-        self.gate = enn.Gate(scalars, [torch.nn.functional.silu, torch.tanh], gates, [torch.sigmoid], gated)
-        assert self.gate.irreps_out == self.irreps_v
-        # the gate takes its input in its own (sorted) order: map onto gate.irreps_in, not scalars+gates+gated
-        self.lin = o3.Linear(irreps_out, self.gate.irreps_in)
+        # 0e: mul scalars + 4 × mul gates (for 1o, 1e, 2e, 2o); every other type: mul channels
+        self.tp = ChannelwiseTensorProduct(mul, [5 * mul] + [mul] * (len(V_TYPES) - 1))
         self.latent_mlp = mlp([cfg.latent + mul, cfg.latent, cfg.latent])
         self.avg_env = float(cfg.stats.get("avg_env", 10.0))
+        self.register_buffer("l_of_m", torch.tensor([0, 1, 1, 1, 2, 2, 2, 2, 2]), persistent=False)
 
     def environment(self, x: torch.Tensor, g: PairGraphs, env_feats: torch.Tensor, y_i: torch.Tensor,
                     y_j: torch.Tensor, cut: torch.Tensor, pair_of_env: torch.Tensor) -> torch.Tensor:
-        """``E`` (B, irreps_e.dim): Σ_k [w_a(k) Y(r̂_ik) + w_b(k) Y(r̂_jk)], per channel and l."""
+        """``E`` (B, mul, 9): Σ_k [w_a(k) Y(r̂_ik) + w_b(k) Y(r̂_jk)], per channel and l.
+
+        The weights are ``env_mlp([features_k, x_pair])``; its first layer is applied to the per-pair
+        part once per pair (not once per atom), which is the same function, cheaper.
+        """
         b, mul = x.shape[0], self.mul
-        w = self.env_mlp(torch.cat([env_feats, x[pair_of_env]], dim=-1)) * cut[:, None]
-        w = w.view(-1, 2, 3, mul)  # (E, role, l, channel)
-        parts = []
-        for ell in range(3):
-            sl = slice(ell * ell, (ell + 1) * (ell + 1))
-            term = w[:, 0, ell, :, None] * y_i[:, None, sl] + w[:, 1, ell, :, None] * y_j[:, None, sl]
-            acc = torch.zeros(b, mul, 2 * ell + 1, dtype=x.dtype, device=x.device)
-            acc.index_add_(0, pair_of_env, term)
-            parts.append(acc.reshape(b, -1))
-        return torch.cat(parts, dim=-1) / math.sqrt(self.avg_env)
+        first = self.env_mlp[0]
+        nf = env_feats.shape[1]
+        h = env_feats @ first.weight[:, :nf].T + (x @ first.weight[:, nf:].T + first.bias)[pair_of_env]
+        for layer in list(self.env_mlp)[1:]:
+            h = layer(h)
+        w = (h * cut[:, None]).view(-1, 2, 3, mul)[:, :, self.l_of_m, :]  # (E, role, 9 components, channel)
+        term = w[:, 0] * y_i[:, :, None] + w[:, 1] * y_j[:, :, None]  # (E, 9, mul)
+        acc = torch.zeros(b, E_DIM, mul, dtype=x.dtype, device=x.device).index_add_(0, pair_of_env, term)
+        return acc.transpose(1, 2) / math.sqrt(self.avg_env)
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.gate(self.lin(self.tp(v, e)))
-        v = v + out
-        x = x + self.latent_mlp(torch.cat([x, out[:, : self.mul]], dim=-1))
-        return x, v
+        mul = self.mul
+        s0e, s0o, *rest = self.tp(v, e)
+        scalars = torch.nn.functional.silu(s0e[:, :mul])  # (B, mul, 1)
+        gates = torch.sigmoid(s0e[:, mul:]).view(-1, len(rest), mul, 1)
+        out = torch.cat([scalars, torch.tanh(s0o)] + [t * gates[:, k] for k, t in enumerate(rest)], dim=-1)
+        x = x + self.latent_mlp(torch.cat([x, scalars[:, :, 0]], dim=-1))
+        return x, v + out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,9 +463,9 @@ class ExchangeNet(nn.Module):
         self.rb_pair = BesselBasis(cfg.r_pair * 1.05, cfg.n_basis_pair)
         self.pair_mlp = mlp([cfg.n_basis_pair + 2 * cfg.embed, cfg.latent, cfg.latent, cfg.latent])
         self.init_w = nn.Linear(cfg.latent, 6 * mul)  # weights of 0e, 0o, 1o, 1e, 2e, 2o
-        self.irreps_v = _irreps_all(mul)
         self.layers = nn.ModuleList(MessageLayer(cfg) for _ in range(cfg.layers))
-        self.readout = o3.Linear(self.irreps_v, TENSOR_IRREPS)
+        # readout: linear over the channels of the 0e, 1e and 2e features (as e3nn's o3.Linear to 0e+1e+2e)
+        self.readout = nn.Parameter(torch.randn(3, mul) / math.sqrt(mul))
         self.scalar_head = mlp([cfg.latent, cfg.latent, 1])
         self.cartesian = CartesianTensor("ij")
         st = cfg.stats
@@ -380,9 +500,8 @@ class ExchangeNet(nn.Module):
         y1, y2 = ysh[:, None, :3], ysh[:, None, 3:]
         # true scalars × Y(r̂_ij) -> 0e, 1o, 2e; pseudoscalars (species' handedness) × Y -> 0o, 1e, 2o
         chi = 1.0 if cfg.chiral else 0.0
-        v = torch.cat([w[:, 0], chi * w[:, 1], (w[:, 2, :, None] * y1).reshape(b, -1),
-                       chi * (w[:, 3, :, None] * y1).reshape(b, -1), (w[:, 4, :, None] * y2).reshape(b, -1),
-                       chi * (w[:, 5, :, None] * y2).reshape(b, -1)], dim=-1)
+        v = torch.cat([w[:, 0, :, None], chi * w[:, 1, :, None], w[:, 2, :, None] * y1, chi * w[:, 3, :, None] * y1,
+                       w[:, 4, :, None] * y2, chi * w[:, 5, :, None] * y2], dim=-1)  # (B, mul, 18)
         counts = g.env_ptr[1:] - g.env_ptr[:-1]
         pair_of_env = torch.repeat_interleave(torch.arange(b, device=x.device), counts)
         ri, rj = g.env_ri.norm(dim=-1), g.env_rj.norm(dim=-1)
@@ -398,7 +517,9 @@ class ExchangeNet(nn.Module):
         for layer in self.layers:
             e = layer.environment(x, g, env_feats, y_i, y_j, cut, pair_of_env)
             x, v = layer(x, v, e)
-        c = self.readout(v)
+        r = self.readout
+        c = torch.cat([v[:, :, 0] @ r[0, :, None], torch.einsum("bum,u->bm", v[:, :, V_OFF[3]:V_OFF[4]], r[1]),
+                       torch.einsum("bum,u->bm", v[:, :, V_OFF[4]:V_OFF[5]], r[2])], dim=-1)
         c = c + torch.nn.functional.pad(self.scalar_head(x), (0, 8))
         return c * self.scale + self.shift
 
