@@ -1,0 +1,97 @@
+"""The worked notebooks (notebooks/*.ipynb): committed without outputs, and 1-5 executed top to bottom
+with nbclient against a throw-away AiiDA profile; each test checks the values the final cell shows.
+
+Run times are printed (``-s`` shows them); none is asserted. Notebook 6 needs an HPC cluster and is
+only checked for form here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbrun import NOTEBOOKS, execute, notebook_path, parameters_cell
+
+EXPECTED = {1: "quickstart", 2: "ml-exc", 3: "ml-es", 4: "jukkr-data", 5: "fair-store", 6: "hpc"}
+
+
+def run_and_report(number: int, env: dict[str, str], tmp_path, **parameters):
+    path = notebook_path(number)
+    done = execute(path, env, tmp_path / "work", parameters, save_to=tmp_path / path.name)
+    summary = done.summary()
+    print(f"\n{path.name}: {done.seconds:.1f} s\n{json.dumps(summary, indent=1, default=str)}")
+    return summary
+
+
+# -- form ------------------------------------------------------------------------------------------
+
+
+def test_the_notebooks_are_numbered_with_a_parameters_cell():
+    written = sorted(int(p.name[:2]) for p in NOTEBOOKS.glob("*.ipynb"))
+    assert written and set(written) <= set(EXPECTED), written
+    for number in written:
+        slug = EXPECTED[number]
+        path = notebook_path(number)
+        assert path.name == f"{number:02d}-{slug}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        parameters_cell(nb)
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {number} ")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_are_stripped_of_outputs(path):
+    """nbstripout's rule as a test: no outputs, execution counts or widget state in git."""
+    nb = nbformat.read(path, as_version=4)
+    dirty = [k for k, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+    assert "widgets" not in nb.metadata, f"{path.name}: widget state in the metadata"
+    for k, c in enumerate(nb.cells):
+        extra = set(c.get("metadata", {})) - {"tags", "editable", "slideshow", "jupyter"}
+        assert not extra, f"{path.name}: cell {k} carries metadata {sorted(extra)} (e.g. execution timings)"
+
+
+# -- executed --------------------------------------------------------------------------------------
+
+
+def test_notebook_3_ml_es(profile, tmp_path):
+    s = run_and_report(3, profile.env, tmp_path)
+    assert s["n_embeddings"] == 40 and s["n_points"] > 500
+    assert s["best_body_order"] in (2, 3)
+    # the expansion converges: the best setting beats the smallest one, and the errors are small
+    assert s["best_test_rmse_meV"] < s["two_body_n_max_1_rmse_meV"]
+    assert s["best_test_rmse_meV"] < 5.0
+    assert s["new_embedding_sites"] > 2 and s["new_embedding_mae_meV"] < 5.0
+    assert s["model_files"] == ["model.json", "weights.npz"]
+
+
+def test_notebook_4_jukkr_data(profile, tmp_path, kkr_reference):
+    s = run_and_report(4, profile.env, tmp_path, reference_dir=str(kkr_reference))
+    assert s["checksums_ok"] == ["jij.aiida", "kkrimp_full_wc.aiida"]
+    assert s["n_pairs"] == 58 and s["tensor_parts"] == ["J"]
+    # the shells of bcc Fe (Å: pairs, J meV) as aiida-kkr stored them
+    expected = {2.46: (8, 11.971), 2.84: (6, 6.022), 4.016: (12, 0.111), 4.71: (24, -1.121), 4.919: (8, 0.929)}
+    assert s["shells"].keys() == expected.keys()
+    for r, (n, j) in expected.items():
+        assert s["shells"][r][0] == n and s["shells"][r][1] == pytest.approx(j, abs=2e-3)
+    assert s["impurity"] == ["Zn"] and s["host"] == ["Cu"] and s["cluster_atoms"] == 13
+    # the workflow did not converge, and its 'converged_potential' is the first step's potential
+    assert s["kkrimp_converged"] is False and s["kkrimp_rms"] == pytest.approx(0.0283, abs=1e-4)
+    assert s["converged_potential_is_step"] == 1 and s["kkrimp_steps"] == 5
+
+
+def test_notebook_5_fair_store(hub_user_server, tmp_path):
+    hub, env = hub_user_server
+    s = run_and_report(5, env, tmp_path)
+    assert s["owner"] == "alice" and s["version"] >= 1 and s["licence"] == "CC-BY-4.0"
+    assert s["published"] == "co-fe-pairs-in-a-ti-host-model"
+    assert s["verified"] is True
+    # the round trip: everything deleted locally came back from the store, unchanged
+    # (dataset, its parameters, the calcfunction that made it)
+    assert s["node_count"] == 3 and s["imported_new_nodes"] == s["node_count"]
+    assert s["same_uuid"] and s["same_sha256"] and s["records_identical"]
+    assert s["group_restored"] and s["provenance_restored"]
+    assert s["n_records"] == 24
+    crates = sorted(p.name for p in (hub.data_dir / "store" / "crates").iterdir())
+    assert f"{s['published']}-{s['version']}" in crates
