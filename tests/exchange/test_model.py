@@ -183,3 +183,38 @@ def test_vectorised_graphs_match_the_per_pair_definition(engine_pairs):
         got = sorted((int(s), *np.round(x, 6)) for s, x in zip(g.env_species[rows], g.env_ri[rows], strict=True))
         assert got == want, b
         np.testing.assert_allclose(g.env_rj[rows], g.env_ri[rows] - p.bond, atol=1e-12)
+
+
+def test_tensor_product_equals_e3nn_tensor_product():
+    """The fused channel-wise product gives exactly e3nn's o3.TensorProduct ("uuu" paths, component norm)."""
+    from e3nn import o3
+
+    from mlkkr.models.exchange import E_OFF, E_TYPES, V_OFF, V_TYPES, ChannelwiseTensorProduct
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        mul = 3
+        tp = ChannelwiseTensorProduct(mul, [5 * mul] + [mul] * 5)
+
+        def irreps(types):
+            return o3.Irreps([(mul, (ell, p)) for ell, p in types])
+
+        irreps_v, irreps_e = irreps(V_TYPES), irreps(E_TYPES)
+        out_irreps = o3.Irreps([(mul, V_TYPES[c]) for _, _, c in tp.paths])
+        ref = o3.TensorProduct(irreps_v, irreps_e, out_irreps,
+                               [(a, b, k, "uuu", False) for k, (a, b, _) in enumerate(tp.paths)],
+                               irrep_normalization="component", path_normalization="none")
+        rng = torch.Generator().manual_seed(0)
+        v = torch.randn(7, mul, V_OFF[-1], generator=rng)
+        e = torch.randn(7, mul, E_OFF[-1], generator=rng)
+
+        def e3nn_layout(x, offs):  # (B, mul, comps) -> e3nn's (B, [mul x (2l+1)] per irrep)
+            return torch.cat([x[:, :, offs[k]:offs[k + 1]].reshape(len(x), -1) for k in range(len(offs) - 1)], -1)
+
+        want = ref(e3nn_layout(v, V_OFF), e3nn_layout(e, E_OFF))
+        got = tp.path_values(v, e)  # (B, mul, columns)
+        cols = np.cumsum([0] + [2 * V_TYPES[c][0] + 1 for _, _, c in tp.paths])
+        got = torch.cat([got[:, :, cols[k]:cols[k + 1]].reshape(7, -1) for k in range(len(tp.paths))], -1)
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)

@@ -27,11 +27,12 @@ Each layer is a message from the surrounding atoms to the pair: per atom k an ML
 (Bessel bases of |r_ik| and |r_jk|, Legendre polynomials of the angles between r_ik and r_ij and
 between r_jk and r_ji, the species embedding of k, the pair latent ``x``) gives weights
 for ``Y(r̂_ik)`` and ``Y(r̂_jk)`` (l ≤ 2); their sum over k is the environment ``E`` of the pair. The
-pair features are updated by the e3nn tensor product ``V ⊗ E`` (channel-wise, all paths to l ≤ 2
-of either parity), a linear mixing, a gate non-linearity and a residual connection; the latent
-scalars by an MLP of the new scalars. Because the per-atom weights depend on the angles to the
-bond, the host shell around i — whose l ≤ 2 moments vanish for a
-cubic shell — still tells the network how the bond lies in the crystal.
+pair features are updated by the tensor product ``V ⊗ E`` (channel-wise, all paths to l ≤ 2 of either
+parity, e3nn's Wigner 3j coefficients — the same numbers as ``e3nn.o3.TensorProduct`` with "uuu"
+paths, which the tests check, evaluated as one matrix product), a linear mixing, a gate
+non-linearity and a residual connection; the latent scalars by an MLP of the new scalars. Because
+the per-atom weights depend on the angles to the bond, the host shell around i — whose l ≤ 2
+moments vanish for a cubic shell — still tells the network how the bond lies in the crystal.
 
 Readout: a linear map of ``V`` to ``1x0e + 1x1e + 1x2e`` (plus an MLP of ``x`` on the 0e channel),
 scaled per irrep by statistics of the training set, and turned into the Cartesian 3×3 tensor by
@@ -360,13 +361,15 @@ class ChannelwiseTensorProduct(nn.Module):
 
     def __init__(self, mul: int, mul_out: Sequence[int]) -> None:
         super().__init__()
-        blocks: list[list[tuple[int, int, int]]] = [[] for _ in V_TYPES]  # per output type: (a, b, c)
+        blocks: list[list[tuple[int, int, int]]] = [[] for _ in V_TYPES]  # per output type c: paths (a, b, c)
         for a, (la, pa) in enumerate(V_TYPES):
             for b, (lb, pb) in enumerate(E_TYPES):
                 for c, (lc, pc) in enumerate(V_TYPES):
                     if abs(la - lb) <= lc <= la + lb and pc == pa * pb:
                         blocks[c].append((a, b, c))
         self.n_paths = [len(bl) for bl in blocks]
+        #: the paths (type of V, type of E, output type) in the order of the output columns
+        self.paths = [path for bl in blocks for path in bl]
         n_out = sum(n * (2 * V_TYPES[c][0] + 1) for c, n in enumerate(self.n_paths))
         coef = torch.zeros(V_DIM, E_DIM, n_out, dtype=torch.float64)
         col = 0
@@ -388,10 +391,15 @@ class ChannelwiseTensorProduct(nn.Module):
             nn.Parameter(torch.randn(n * mul, m) / math.sqrt(max(n * mul, 1)))
             for n, m in zip(self.n_paths, mul_out, strict=True))
 
-    def forward(self, v: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
+    def path_values(self, v: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Every path's output, (B, mul, n_out): the columns of :attr:`paths`, 2l+1 each."""
         bsz, mul = v.shape[0], self.mul
         outer = (v[:, :, :, None] * e[:, :, None, :]).reshape(bsz * mul, V_DIM * E_DIM)
-        y = (outer @ self.coef).view(bsz, mul, -1)
+        return (outer @ self.coef).view(bsz, mul, -1)
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
+        bsz, mul = v.shape[0], self.mul
+        y = self.path_values(v, e)
         out = []
         for c, ((lc, _), (s, t), w) in enumerate(zip(V_TYPES, self.out_slices, self.weights, strict=True)):
             d, n = 2 * lc + 1, self.n_paths[c]
