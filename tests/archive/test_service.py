@@ -183,6 +183,16 @@ def test_service_is_wired_into_the_hub_and_describes_itself(hub, users):
     assert services.status_code in (200, 403)
     page = requests.get(f"{hub.url}/services/archive/", allow_redirects=False, timeout=30)
     assert page.status_code == 302 and "/hub/api/oauth2/authorize" in page.headers["Location"]
+    # alice's browser session (hub login cookie) goes through the hub's OAuth and sees the catalog page
+    page = alice.session.get(f"{hub.url}/services/archive/", timeout=60)
+    assert page.status_code == 200 and "Signed in as alice" in page.text, page.text[:500]
+    listed = alice.session.get(api(hub) + "items", timeout=30)
+    assert listed.status_code == 200 and listed.json() == {"items": []}
+    # ... but a browser session cannot publish (no cross-site writes): the hub's cookie is not accepted
+    # for a POST without its XSRF token, and even with it the service wants a token
+    refused = alice.session.post(f"{api(hub)}items/from-browser", data=b"x", timeout=30,
+                                 params={"title": "From a page", "licence": "MIT", "author": "A", "sha256": "0" * 64})
+    assert refused.status_code in (401, 403) and "token" in refused.json()["error"]
 
 
 def test_without_a_valid_token_the_service_refuses(hub, users, archive_files):

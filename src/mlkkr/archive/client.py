@@ -256,6 +256,9 @@ def open_source(store: str | None = None, url: str | None = None, token: str | N
         if not Path(store).is_dir():
             raise InputError("store", store, reason="no such folder")
         return LocalSource(store)
+    if not (url or os.environ.get(ENV_URL)):
+        raise InputError("store", None, reason=f"nothing to read from: give the store folder (--store, "
+                         f"${ENV_STORE}) or the archive service (--url, ${ENV_URL}); a user server has both")
     return RemoteSource(client_from_env(url, token))
 
 

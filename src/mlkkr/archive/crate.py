@@ -121,7 +121,11 @@ def read_crate(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not (folder / METADATA_FILE).is_file():
         raise InputError("crate", str(folder), reason=f"no {METADATA_FILE} in this folder")
-    crate = ROCrate(folder)
+    try:
+        crate = ROCrate(folder)
+    except Exception as exc:  # noqa: BLE001 - rocrate raises many kinds; any means unreadable
+        raise InputError("crate", str(folder / METADATA_FILE), reason=f"not readable RO-Crate metadata "
+                         f"({type(exc).__name__}: {exc})") from None
     root = crate.root_dataset
     licence = root.get("license")
     archives = [e for e in crate.data_entities if str(e.id).endswith(".aiida")]
