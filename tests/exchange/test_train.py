@@ -117,3 +117,42 @@ def test_bad_training_input_is_refused(engine_pairs, tmp_path):
     with pytest.raises(InputError, match=r"data\[7\]\.tensor"):
         fit(bad, tmp_path / "e", tiny_model(), tiny_training(), progress=False, log=quiet)
     assert not (tmp_path / "e").exists() or not (tmp_path / "e" / "model.json").exists()
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_uninterrupted_result(engine_h5, tmp_path):
+    """A real SIGKILL of `mlkkr train exchange` after a checkpoint; `--resume` reaches the same weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    mlkkr = str(Path(sys.executable).parent / "mlkkr")
+    args = ["train", "exchange", "--data", str(engine_h5), "--epochs", "6", "--mul", "8", "--latent", "16",
+            "--layers", "1", "--r-env", "4.5", "--r-host", "4.5", "--threads", "1", "--no-progress",
+            "--no-baseline"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([mlkkr, *args, "-o", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([mlkkr, *args, "-o", str(tmp_path / "cut")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.is_file() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "model.json").exists()
+    done = subprocess.run([mlkkr, *args, "-o", str(tmp_path / "cut"), "--resume"], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming after epoch" in done.stderr
+    a = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "weights.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+    assert not list((tmp_path / "cut").glob(".*.tmp"))

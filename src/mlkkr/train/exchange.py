@@ -252,6 +252,8 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     state: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0,
                              "history": [], "best_state": None, "train_seconds": 0.0, "done": False}
     if resume:
+        for stale in folder.glob(".*.tmp"):  # temporary files of a run killed while writing
+            stale.unlink(missing_ok=True)
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ck["settings"] != json.loads(json.dumps(settings, default=_plain)):
             raise InputError("--resume", str(folder), reason="the checkpoint was made with other data or "
