@@ -31,8 +31,8 @@ def voila_url(hub_url: str, user: str, path: str) -> str:
 def wait_app(page: Page, timeout: float = 6 * MINUTE) -> None:
     """Wait until the app's AiiDA side has loaded (the ``mlkkr-loaded`` class), failing on a load error."""
     page.wait_for_selector(".mlkkr-app", timeout=timeout)
-    page.wait_for_selector(".mlkkr-loaded, .mlkkr-progress-failed", timeout=timeout)
-    failed = page.locator(".mlkkr-app > .mlkkr-progress-failed")
+    page.wait_for_selector(".mlkkr-loaded, .mlkkr-loading.mlkkr-progress-failed", timeout=timeout)
+    failed = page.locator(".mlkkr-loading.mlkkr-progress-failed")
     assert failed.count() == 0, failed.first.inner_text()
 
 

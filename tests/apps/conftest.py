@@ -45,11 +45,9 @@ def apps_hub(hub_factory):
 @pytest.fixture(scope="module")
 def browser_session(chromium, root):
     """Make logged-in pages that live for the module: ``session(hub, user)`` signs up, logs in, waits for Lab."""
-    from appdriver import root_conftest
-
     from labdriver import login, signup, wait_for_lab
 
-    PASSWORD = root_conftest().PASSWORD
+    PASSWORD = root.PASSWORD
 
     contexts = []
 

@@ -98,14 +98,15 @@ class KkrLauncherApp(LazyApp):
                                                     help="Element and site index (0-based) of each impurity."))
         # --- method
         self.backend = ipw.ToggleButtons(options=[(v, k) for k, v in kkr.BACKENDS.items()], value="engine",
-                                         description="Backend", style=_WIDE)
+                                         description="Backend", style={**_WIDE, "button_width": "240px"})
         self.task = ipw.ToggleButtons(options=[(v, k) for k, v in kkr.TASKS.items()], value="exchange",
-                                      description="Compute", style=_WIDE)
+                                      description="Compute", style={**_WIDE, "button_width": "240px"})
         self.host = ipw.Dropdown(options=[("topological insulator (ti)", "ti"), ("single-band metal", "metal")],
-                                 value="ti", description="Host model", style=_WIDE)
+                                 value="ti", description="Host model", style=_WIDE, layout={"width": "420px"})
         self.kgrid = ipw.IntText(value=16, description="k-grid n³", style=_WIDE)
         self.contour = ipw.IntText(value=24, description="energy points", style=_WIDE)
-        self.screening = ipw.Checkbox(value=False, description="screen the potentials self-consistently first")
+        self.screening = ipw.Checkbox(value=False, description="screen the potentials self-consistently first",
+                                      style=_WIDE, layout={"width": "520px"})
         engine_fields = [self.form.add(Field("host", self.host)),
                          self.form.add(Field("kgrid", self.kgrid, help="k points per direction (cheapest: 12–16)")),
                          self.form.add(Field("contour_points", self.contour, help="semicircle contour points")),

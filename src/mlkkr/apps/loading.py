@@ -67,6 +67,7 @@ class LazyApp(ipw.VBox):
         """Make ``self.loading`` (subclasses call this before building their children)."""
         if getattr(self, "loading", None) is None:
             self.loading = Progress()
+            self.loading.add_class("mlkkr-loading")
         return self.loading
 
     def __init__(self, children: list[ipw.Widget], background: bool = True, **kwargs: Any) -> None:

@@ -29,7 +29,6 @@ STYLE = """
 .mlkkr-app { max-width: 1200px; }
 .mlkkr-header h2 { margin: 0.2em 0; }
 .mlkkr-field-error { color: #c53030; font-size: 0.92em; min-height: 0; }
-.mlkkr-field-error:empty { display: none; }
 .mlkkr-field-invalid input, .mlkkr-field-invalid select, .mlkkr-field-invalid textarea
   { border-color: #c53030 !important; }
 .mlkkr-help { color: #4a5568; font-size: 0.9em; }
@@ -62,7 +61,7 @@ class Field(ipw.VBox):
     def __init__(self, name: str, control: ipw.Widget, help: str = "", **kwargs: Any) -> None:
         self.name = name
         self.control = control
-        self.error = ipw.HTML("")
+        self.error = ipw.HTML("", layout={"display": "none"})
         self.error.add_class("mlkkr-field-error")
         self.error.add_class(f"mlkkr-error-{css_name(name)}")
         children = [control]
@@ -76,10 +75,12 @@ class Field(ipw.VBox):
 
     def set_error(self, message: str) -> None:
         self.error.value = html.escape(message)
+        self.error.layout.display = None
         self.add_class("mlkkr-field-invalid")
 
     def clear(self) -> None:
         self.error.value = ""
+        self.error.layout.display = "none"
         self.remove_class("mlkkr-field-invalid")
 
     @property
@@ -138,7 +139,8 @@ class Form:
         """Show ``exc`` next to its field (or on the general line); returns the field used."""
         field = self.field_for(exc.field)
         if field is not None:
-            field.set_error(explain(exc) if field.name == exc.field else str(exc))
+            rest = exc.field[len(field.name):].lstrip(".")
+            field.set_error(explain(exc) if not rest else f"{rest}: {explain(exc)}")
         else:
             self.general.value = html.escape(str(exc))
         return field
