@@ -92,7 +92,7 @@ def test_error_table_parts_and_units():
 
 def test_baseline_sees_distance_and_species_only(engine_pairs):
     pairs, _ = engine_pairs
-    base = DistanceSpeciesBaseline(["V", "Cr", "Mn", "Fe", "Co", "Ni"], seed=0).fit(pairs[:300])
+    base = DistanceSpeciesBaseline(["V", "Cr", "Mn", "Fe", "Co", "Ni"], seed=0).fit(pairs[:150])
     pred = base.predict(pairs[300:])
     assert pred.shape == (100, 3, 3)
     # blind to directions and environment: two pairs of equal species and distance get one answer

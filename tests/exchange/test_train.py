@@ -120,7 +120,7 @@ def test_bad_training_input_is_refused(engine_pairs, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_to_the_uninterrupted_result(engine_h5, tmp_path):
+def test_killed_training_resumes_to_the_uninterrupted_result(engine_pairs, tmp_path):
     """A real SIGKILL of `mlkkr train exchange` after a checkpoint; `--resume` reaches the same weights."""
     import os
     import signal
@@ -129,9 +129,12 @@ def test_killed_training_resumes_to_the_uninterrupted_result(engine_h5, tmp_path
     import time
     from pathlib import Path
 
+    from mlkkr.data.h5io import write_exchange
+
+    data = write_exchange(tmp_path / "pairs.h5", engine_pairs[0][:200], engine_pairs[1])
     mlkkr = str(Path(sys.executable).parent / "mlkkr")
-    args = ["train", "exchange", "--data", str(engine_h5), "--epochs", "6", "--mul", "8", "--latent", "16",
-            "--layers", "1", "--r-env", "4.5", "--r-host", "4.5", "--threads", "1", "--no-progress",
+    args = ["train", "exchange", "--data", str(data), "--epochs", "5", "--batch-size", "16", "--mul", "8",
+            "--latent", "16", "--layers", "1", "--r-env", "4.5", "--r-host", "4.5", "--threads", "1", "--no-progress",
             "--no-baseline"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([mlkkr, *args, "-o", str(tmp_path / "full")], check=True, env=env, capture_output=True)
@@ -142,7 +145,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(engine_h5, tmp_path
     while time.monotonic() < deadline and proc.poll() is None:
         if ckpt.is_file() and torch.load(ckpt, weights_only=False)["state"]["epoch"] >= 2:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
