@@ -28,7 +28,8 @@ def parity_figure(true: np.ndarray, preds: dict[str, np.ndarray], title: str = "
     t = parts(true)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("J (meV)", "D components (meV)", "S elements (meV)"),
                         horizontal_spacing=0.07)
-    for k, (name, pred) in enumerate(preds.items()):
+    items = list(enumerate(preds.items()))
+    for k, (name, pred) in reversed(items):  # the first model is drawn last, on top
         p = parts(pred)
         for col, key in enumerate(("J", "D", "S"), start=1):
             fig.add_trace(go.Scattergl(x=t[key], y=p[key], mode="markers", name=name, legendgroup=name,
