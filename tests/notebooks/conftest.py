@@ -4,16 +4,13 @@ archives, and a real hub whose archive service notebook 5 publishes to."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
-from nbrun import KKR_REFERENCE, Profile
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from nbrun import IN_CI, KKR_REFERENCE, Profile
 
 
 def kill_strays(marker: Path) -> None:

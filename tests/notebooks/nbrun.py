@@ -24,6 +24,8 @@ NOTEBOOKS = ROOT / "notebooks"
 BIN = Path(sys.executable).parent
 #: The reference JuKKR archives: $MLKKR_KKR_REFERENCE, else ../shared/kkr-reference next to the repository.
 KKR_REFERENCE = Path(os.environ.get("MLKKR_KKR_REFERENCE", ROOT.parent / "shared" / "kkr-reference"))
+#: In CI a missing prerequisite fails a test instead of skipping it.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Generous per-cell limit: the notebooks take 1-3 minutes on 2 busy cores; a hung cell must still end.
 CELL_TIMEOUT = 900
 
