@@ -21,7 +21,7 @@ from mlkkr.data.schema import ImpurityEmbedding
 from mlkkr.descriptors.jl import JLDescriptor, make_params
 from mlkkr.errors import InputError
 from mlkkr.models.potential import DEFAULT_ALPHAS, PotentialModel
-from mlkkr.train.potential_metrics import report
+from mlkkr.train.potential_metrics import errors, report
 
 Progress = Callable[[int], None] | None
 
@@ -29,12 +29,15 @@ Progress = Callable[[int], None] | None
 @dataclass
 class Featurized:
     """Descriptor rows of a set of embeddings: X (n, F), ΔV y (n,) eV, the embedding of each row
-    (``groups``) and the species of the nearest defect of each row."""
+    (``groups``), the species of the nearest defect of each row, the bare potential (eV, NaN where
+    the source has none) and whether a defect sits on the point."""
 
     X: np.ndarray
     y: np.ndarray
     groups: np.ndarray
     nearest: np.ndarray
+    v_bare: np.ndarray
+    on_defect: np.ndarray
 
 
 def species_of(records: Sequence[ImpurityEmbedding]) -> list[str]:
@@ -85,19 +88,47 @@ def nearest_defect(record: ImpurityEmbedding) -> np.ndarray:
 def featurize(records: Sequence[ImpurityEmbedding], descriptor: JLDescriptor, host_species: str | None = None,
               progress: Progress = None) -> Featurized:
     """Descriptor rows, targets, groups and nearest-defect species of every grid point."""
-    xs, ys, gs, ns = [], [], [], []
+    xs, ys, gs, ns, vb, od = [], [], [], [], [], []
     for k, rec in enumerate(records):
         pos, sp = environment(rec, descriptor.params.cutoff, host_species)
         xs.append(descriptor(rec.grid, pos, sp))
         ys.append(rec.delta_v)
         gs.append(np.full(len(rec.grid), k))
         ns.append(nearest_defect(rec))
+        vb.append(rec.v_bare if len(rec.v_bare) == len(rec.grid) else np.full(len(rec.grid), np.nan))
+        od.append(on_defect(rec))
         if progress is not None:
             progress(1)
     F = descriptor.n_features
-    return Featurized(np.vstack(xs) if xs else np.zeros((0, F)), np.concatenate(ys) if ys else np.zeros(0),
-                      np.concatenate(gs) if gs else np.zeros(0, int),
-                      np.concatenate(ns) if ns else np.zeros(0, dtype=object))
+    if not xs:
+        e = np.zeros(0)
+        return Featurized(np.zeros((0, F)), e, e.astype(int), e.astype(object), e, e.astype(bool))
+    return Featurized(np.vstack(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(ns),
+                      np.concatenate(vb), np.concatenate(od))
+
+
+def on_defect(record: ImpurityEmbedding) -> np.ndarray:
+    """Whether a defect sits on each grid point (within 1e-6 Å)."""
+    if not len(record.positions):
+        return np.zeros(len(record.grid), bool)
+    d = np.linalg.norm(record.grid[:, None, :] - record.positions[None], axis=-1)
+    return d.min(axis=1) < 1e-6
+
+
+def full_report(data: Featurized, pred: np.ndarray, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Errors (eV) on ``rows`` of ``data``: overall, by nearest defect, on host sites only
+    (``off_defect``) and relative to the spread of the screening part ΔV − V_bare (``screening``)."""
+    rows = np.ones(len(data.y), bool) if rows is None else rows
+    y, p = data.y[rows], pred[rows]
+    out = report(y, p, data.nearest[rows])
+    off = ~data.on_defect[rows]
+    if off.any():
+        out["off_defect"] = errors(y[off], p[off])
+    vb = data.v_bare[rows]
+    ok = np.isfinite(vb)
+    if ok.any():
+        out["screening"] = errors(y[ok] - vb[ok], p[ok] - vb[ok])
+    return out
 
 
 def auto_cutoff(records: Sequence[ImpurityEmbedding], factor: float = 2.0) -> float:
@@ -160,15 +191,16 @@ def train_potential(records: Sequence[ImpurityEmbedding], *, cutoff: float | Non
     t0 = time.perf_counter()
     model.fit(data.X[tr], data.y[tr], data.groups[tr])
     fit_s = time.perf_counter() - t0
+    pred = model.predict(data.X)
     out: dict[str, Any] = {
-        "train": report(data.y[tr], model.predict(data.X[tr]), data.nearest[tr]),
+        "train": full_report(data, pred, tr),
         "split": {"seed": seed, "test_fraction": test_fraction, "n_train_embeddings": len(train_ids),
                   "n_test_embeddings": len(test_ids), "test_embeddings": test_ids.tolist()},
         "fit_seconds": fit_s,
         "environment": {"host_species": host_species},
     }
     if te.any():
-        out["test"] = report(data.y[te], model.predict(data.X[te]), data.nearest[te])
+        out["test"] = full_report(data, pred, te)
     return model, out
 
 
@@ -177,7 +209,7 @@ def evaluate(model: PotentialModel, records: Sequence[ImpurityEmbedding], host_s
     """Errors of ``model`` on every grid point of ``records`` (overall and by nearest defect)."""
     check_records(records)
     data = featurize(records, model.descriptor, host_species, progress)
-    out = report(data.y, model.predict(data.X), data.nearest)
+    out = full_report(data, model.predict(data.X))
     out["n_embeddings"] = len(records)
     return out
 
