@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from masci_tools.util.constants import BOHR_A, RY_TO_EV  # the conversions aiida-kkr uses
 
 from mlkkr.errors import InputError
 
@@ -59,8 +60,6 @@ SYMBOLS = ["Vac", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "M
 
 
 def _constants() -> tuple[float, float]:
-    from masci_tools.util.constants import BOHR_A, RY_TO_EV
-
     return float(RY_TO_EV), float(BOHR_A)
 
 
