@@ -44,7 +44,7 @@ def parity_figure(true: np.ndarray, preds: dict[str, np.ndarray], title: str = "
                                  showlegend=False, hoverinfo="skip"), row=1, col=col)
         fig.update_xaxes(title_text="true", row=1, col=col)
         fig.update_yaxes(title_text="predicted", row=1, col=col)
-    fig.update_layout(title=title, width=1350, height=470, template="plotly_white")
+    fig.update_layout(title=title, width=1350, height=470, template="plotly_white", legend={"traceorder": "reversed"})
     return fig
 
 
