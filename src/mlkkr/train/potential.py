@@ -86,23 +86,38 @@ def nearest_defect(record: ImpurityEmbedding) -> np.ndarray:
 
 
 def featurize(records: Sequence[ImpurityEmbedding], descriptor: JLDescriptor, host_species: str | None = None,
-              progress: Progress = None) -> Featurized:
-    """Descriptor rows, targets, groups and nearest-defect species of every grid point."""
-    xs, ys, gs, ns, vb, od = [], [], [], [], [], []
-    for k, rec in enumerate(records):
-        pos, sp = environment(rec, descriptor.params.cutoff, host_species)
-        xs.append(descriptor(rec.grid, pos, sp))
-        ys.append(rec.delta_v)
-        gs.append(np.full(len(rec.grid), k))
-        ns.append(nearest_defect(rec))
-        vb.append(rec.v_bare if len(rec.v_bare) == len(rec.grid) else np.full(len(rec.grid), np.nan))
-        od.append(on_defect(rec))
-        if progress is not None:
-            progress(1)
+              progress: Progress = None, batch: int = 256) -> Featurized:
+    """Descriptor rows, targets, groups and nearest-defect species of every grid point.
+
+    Up to ``batch`` embeddings are described in one call: each is translated along x, far enough
+    (more than the cutoff) from the others that no grid point sees another embedding's atoms — the
+    descriptor is translation invariant, so the rows are those of the embeddings taken one by one.
+    """
     F = descriptor.n_features
-    if not xs:
+    if not records:
         e = np.zeros(0)
         return Featurized(np.zeros((0, F)), e, e.astype(int), e.astype(object), e, e.astype(bool))
+    rc = descriptor.params.cutoff
+    xs, ys, gs, ns, vb, od = [], [], [], [], [], []
+    for lo in range(0, len(records), batch):
+        chunk = records[lo:lo + batch]
+        pts, pos, sp, shift = [], [], [], 0.0
+        for k, rec in enumerate(chunk):
+            p, s = environment(rec, rc, host_species)
+            both = np.vstack([rec.grid, p])
+            off = np.array([shift - both[:, 0].min(), 0.0, 0.0])
+            pts.append(rec.grid + off)
+            pos.append(p + off)
+            sp += list(s)
+            shift += float(both[:, 0].max() - both[:, 0].min()) + 2 * rc + 1.0
+            ys.append(rec.delta_v)
+            gs.append(np.full(len(rec.grid), lo + k))
+            ns.append(nearest_defect(rec))
+            vb.append(rec.v_bare if len(rec.v_bare) == len(rec.grid) else np.full(len(rec.grid), np.nan))
+            od.append(on_defect(rec))
+        xs.append(descriptor(np.vstack(pts), np.vstack(pos), sp))
+        if progress is not None:
+            progress(len(chunk))
     return Featurized(np.vstack(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(ns),
                       np.concatenate(vb), np.concatenate(od))
 
