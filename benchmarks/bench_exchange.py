@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["tables"] = tables
     figures["goals"] = {k: {"value": v, "met": ok} for k, (v, ok) in goals.items()}
     plots = write_parity(parity_figure(res["true"], res["pred"], title=f"held-out test, {res['n']} engine pairs"),
-                         CACHE / "plots", f"parity-n{args.n}-s{args.seed}")
+                         CACHE / "plots", f"parity-{model_dir.name}")
     print(f"parity plots: {plots['html']}, {plots.get('png') or plots.get('png_error')}")
     figures["plots"] = plots
 

@@ -47,9 +47,9 @@ def _read_data(path: str) -> tuple[list[Any], str]:
               help="Train,val,test fractions; whole environments go to one split.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
-@click.option("--mul", default=16, show_default=True, help="Channels per irrep.")
-@click.option("--layers", default=2, show_default=True, help="Message layers.")
-@click.option("--latent", default=64, show_default=True, help="Width of the scalar MLPs.")
+@click.option("--mul", default=8, show_default=True, help="Channels per irrep.")
+@click.option("--layers", default=1, show_default=True, help="Message layers.")
+@click.option("--latent", default=32, show_default=True, help="Width of the scalar MLPs.")
 @click.option("--r-env", default=9.0, show_default=True, help="Other defects within this distance (Å) of i or j.")
 @click.option("--r-host", default=4.5, show_default=True, help="Host atoms within this distance (Å) of i or j.")
 @click.option("--achiral", is_flag=True,

@@ -92,9 +92,9 @@ class ExchangeModelConfig:
     r_env: float = 9.0
     r_host: float = 4.5
     r_pair: float = 14.0
-    mul: int = 16
-    latent: int = 64
-    layers: int = 2
+    mul: int = 8
+    latent: int = 32
+    layers: int = 1
     n_basis: int = 8
     n_basis_pair: int = 16
     embed: int = 16
@@ -425,7 +425,10 @@ class MessageLayer(nn.Module):
         self.tp = ChannelwiseTensorProduct(mul, [5 * mul] + [mul] * (len(V_TYPES) - 1))
         self.latent_mlp = mlp([cfg.latent + mul, cfg.latent, cfg.latent])
         self.avg_env = float(cfg.stats.get("avg_env", 10.0))
-        self.register_buffer("l_of_m", torch.tensor([0, 1, 1, 1, 2, 2, 2, 2, 2]), persistent=False)
+        # row of the env MLP's output (role, l, channel) for each (role, component m, channel)
+        l_of_m = torch.tensor([0, 1, 1, 1, 2, 2, 2, 2, 2])
+        rows = (torch.arange(2)[:, None, None] * 3 + l_of_m[None, :, None]) * mul + torch.arange(mul)[None, None, :]
+        self.register_buffer("rows_9", rows.reshape(-1), persistent=False)
 
     def environment(self, x: torch.Tensor, g: PairGraphs, env_feats: torch.Tensor, y_i: torch.Tensor,
                     y_j: torch.Tensor, cut: torch.Tensor, pair_of_env: torch.Tensor) -> torch.Tensor:
@@ -438,9 +441,13 @@ class MessageLayer(nn.Module):
         first = self.env_mlp[0]
         nf = env_feats.shape[1]
         h = env_feats @ first.weight[:, :nf].T + (x @ first.weight[:, nf:].T + first.bias)[pair_of_env]
-        for layer in list(self.env_mlp)[1:]:
+        for layer in list(self.env_mlp)[1:-1]:
             h = layer(h)
-        w = (h * cut[:, None]).view(-1, 2, 3, mul)[:, :, self.l_of_m, :]  # (E, role, 9 components, channel)
+        # last layer: one weight per (role, l, channel), repeated over m by indexing the (small) weight
+        # matrix rather than the (large) output -> (E, role, 9 components, channel) directly
+        last = self.env_mlp[-1]
+        w = torch.addmm(last.bias[self.rows_9], h, last.weight[self.rows_9].T) * cut[:, None]
+        w = w.view(-1, 2, E_DIM, mul)
         term = w[:, 0] * y_i[:, :, None] + w[:, 1] * y_j[:, :, None]  # (E, 9, mul)
         acc = torch.zeros(b, E_DIM, mul, dtype=x.dtype, device=x.device).index_add_(0, pair_of_env, term)
         return acc.transpose(1, 2) / math.sqrt(self.avg_env)
