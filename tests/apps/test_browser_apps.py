@@ -124,7 +124,7 @@ def test_kkr_engine_run_finishes_through_the_daemon(apps_hub, aiida_run, alice):
 import json
 from aiida import load_profile, orm
 load_profile()
-node = orm.load_group("mlkkr/kkr-launcher").nodes[-1]
+node = max(orm.load_group("mlkkr/kkr-launcher").nodes, key=lambda n: n.pk)
 calc = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)][0]
 print(json.dumps({"label": node.process_label, "ok": node.is_finished_ok, "calc": calc.process_label,
                   "job_id": calc.get_job_id(), "pairs": len(node.outputs.summary["pairs"])}))
