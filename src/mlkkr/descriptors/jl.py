@@ -125,8 +125,8 @@ def radial_basis(r: np.ndarray, params: JLParams, n_max: int | None = None) -> n
 class JLDescriptor:
     """Vectorised JL descriptor for batches of grid points (see the module docstring).
 
-    >>> d = JLDescriptor(make_params(["Cu", "Zn"], cutoff=4.0, n_max=4, l_max=2, body_order=3))
-    >>> X = d(points, positions, species)           # (n_points, d.n_features)
+    Usage: ``d = JLDescriptor(make_params(["Cu", "Zn"], cutoff=4.0, n_max=4, l_max=2))``, then
+    ``X = d(points, positions, species)`` gives (n_points, d.n_features).
     """
 
     def __init__(self, params: JLParams) -> None:
