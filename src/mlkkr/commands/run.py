@@ -1,0 +1,164 @@
+"""``mlkkr run``: submit mlkkr work chains to AiiDA (datasets, training) and follow them.
+
+Examples::
+
+    mlkkr run dataset exchange --n 1000 --batch 100 --computer localhost --json
+    mlkkr run dataset potential --n 200 --batch 20 --computer cluster --walltime 3600 --param kgrid=16
+    mlkkr run training --group mlkkr/dataset/exchange/42 --computer gpu --param epochs=100 --json
+    mlkkr run show 1234 --json
+
+Every input is checked before anything is submitted (bad input: exit status 2, nothing stored).
+``--json`` prints ``{"pk", "uuid", "process_label", "state", ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from mlkkr.commands._common import emit, handle_errors, json_option
+from mlkkr.errors import InputError
+
+
+def parse_params(values: tuple[str, ...], field: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE as JSON when it parses (numbers, true/false), else a string."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(field, item, allowed="KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _launch_options(f):
+    f = click.option("--computer", required=True, help="AiiDA computer to run the jobs on.")(f)
+    f = click.option("--code", default=None,
+                     help="The mlkkr code (label@computer) [default: mlkkr@COMPUTER, made for local computers].")(f)
+    f = click.option("--walltime", type=int, default=None, help="Wall-clock limit of each job (s).")(f)
+    f = click.option("--queue", default=None, help="Scheduler queue/partition.")(f)
+    f = click.option("--account", default=None, help="Scheduler account.")(f)
+    f = click.option("--wait", is_flag=True, help="Return only when the work chain has ended.")(f)
+    f = click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")(f)
+    return json_option(f)
+
+
+def _human(s: dict[str, Any]) -> str:
+    lines = [f"{s['process_label']}<{s['pk']}> {s['state']}" + (
+        f" [{s['exit_status']}]" if s.get("exit_status") is not None else "")]
+    if s.get("exit_message"):
+        lines.append(f"  {s['exit_message']}")
+    if s.get("group"):
+        lines.append(f"  group: {s['group']}")
+    for key, pk in sorted(s.get("outputs", {}).items()):
+        lines.append(f"  {key}: {pk}")
+    if s["state"] not in ("finished", "excepted", "killed"):
+        lines.append(f"  follow it: verdi process status {s['pk']}")
+    return "\n".join(lines)
+
+
+@click.group("run")
+def run() -> None:
+    """Run datasets and trainings as AiiDA work chains on a configured computer."""
+
+
+@run.group("dataset")
+def dataset() -> None:
+    """A dataset in parallel batches (one engine job each), collected into a Group."""
+
+
+def _dataset_command(kind: str):
+    what = "Exchange pairs" if kind == "exchange" else "Impurity potentials"
+
+    @dataset.command(kind, help=f"{what} (`mlkkr data {kind}` in batches) as an AiiDA work chain.")
+    @click.option("--n", "n", type=int, required=True, help="Number of records.")
+    @click.option("--batch", type=int, default=100, show_default=True, help="Records per job.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dataset.")
+    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                  help=f"Option of `mlkkr data {kind}` (e.g. kgrid=12, host=metal); repeatable.")
+    @click.option("--group", default=None, help="Group label [default: mlkkr/dataset/KIND/PK].")
+    @click.option("--max-concurrent", type=int, default=0, show_default=True, help="Most jobs at once (0: all).")
+    @_launch_options
+    @handle_errors
+    def command(n: int, batch: int, seed: int, params: tuple[str, ...], group: str | None, max_concurrent: int,
+                computer: str, code: str | None, walltime: int | None, queue: str | None, account: str | None,
+                wait: bool, profile: str | None, as_json: bool) -> None:
+        from mlkkr.aiida.launch import dataset_builder, describe, job_options, launch, load_user_profile
+
+        if n < 1:  # before loading anything
+            raise InputError("--n", n, allowed="an integer >= 1 (number of records)")
+        load_user_profile(profile)
+        builder = dataset_builder(kind, n, batch, computer, code=code, seed=seed,
+                                  parameters=parse_params(params, "--param"),
+                                  options=job_options(walltime, queue, account), max_concurrent=max_concurrent,
+                                  group=group)
+        emit(describe(launch(builder, wait=wait)), as_json, _human)
+
+    return command
+
+
+dataset_exchange = _dataset_command("exchange")
+dataset_potential = _dataset_command("potential")
+
+
+@run.command("training")
+@click.option("--group", default=None, help="Train on the datasets of this group (e.g. a dataset run's group).")
+@click.option("--dataset", "datasets", type=int, multiple=True, help="Train on this dataset node (PK); repeatable.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Option of `mlkkr train KIND` (e.g. epochs=50, device=cuda); repeatable.")
+@click.option("--eval-param", "eval_params", multiple=True, metavar="KEY=VALUE",
+              help="Option of `mlkkr evaluate` (e.g. no_plots=true); repeatable.")
+@_launch_options
+@handle_errors
+def training(group: str | None, datasets: tuple[int, ...], params: tuple[str, ...], eval_params: tuple[str, ...],
+             computer: str, code: str | None, walltime: int | None, queue: str | None, account: str | None,
+             wait: bool, profile: str | None, as_json: bool) -> None:
+    """Train a model on datasets, then evaluate it on the held-out test split (AiiDA work chain)."""
+    from aiida import orm
+
+    from mlkkr.aiida.launch import describe, group_datasets, job_options, launch, load_user_profile, training_builder
+    from mlkkr.aiida.nodes import DatasetData
+
+    if not group and not datasets:
+        raise InputError("--group/--dataset", None, reason="give the training data: --group LABEL or --dataset PK")
+    load_user_profile(profile)
+    chosen: dict[str, Any] = group_datasets(group) if group else {}
+    for pk in datasets:
+        try:
+            node = orm.load_node(pk)
+        except Exception:  # noqa: BLE001 - NotExistent or MultipleObjects: both mean no such dataset
+            node = None
+        if not isinstance(node, DatasetData):
+            raise InputError("--dataset", pk, reason="not an mlkkr dataset node")
+        chosen[f"d{node.pk}"] = node
+    builder = training_builder(chosen, computer, code=code, train_parameters=parse_params(params, "--param"),
+                               evaluate_parameters=parse_params(eval_params, "--eval-param"),
+                               options=job_options(walltime, queue, account))
+    emit(describe(launch(builder, wait=wait)), as_json, _human)
+
+
+@run.command("show")
+@click.argument("pk", type=int)
+@click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")
+@json_option
+@handle_errors
+def show(pk: int, profile: str | None, as_json: bool) -> None:
+    """State and outputs of a process (e.g. one started by `mlkkr run`)."""
+    from aiida import orm
+
+    from mlkkr.aiida.launch import describe, load_user_profile
+
+    load_user_profile(profile)
+    try:
+        node = orm.load_node(pk)
+    except Exception:  # noqa: BLE001
+        raise InputError("PK", pk, reason="no such node") from None
+    if not isinstance(node, orm.ProcessNode):
+        raise InputError("PK", pk, reason=f"node {pk} is a {type(node).__name__}, not a process")
+    emit(describe(node), as_json, _human)
