@@ -26,7 +26,7 @@ def imported(services, tmp_path_factory):
     from aiida.tools.archive import import_archive
 
     tmp = tmp_path_factory.mktemp("kkr-archives")
-    for name in ("scf_wc_Cu_simple.aiida", "jij.aiida"):
+    for name in ("scf_wc_Cu_simple.aiida", "jij.aiida", "kkrimp_full_wc.aiida"):
         copy = tmp / name
         shutil.copy(reference_archive(name), copy)
         import_archive(copy)
@@ -37,7 +37,8 @@ def imported(services, tmp_path_factory):
                                          default_calc_job_plugin=plugin, label=label).store()
     scf = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_scf_wc"}).first()[0]
     jij = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_jij_wc"}).first()[0]
-    return {"codes": codes, "cu_scf": scf, "fe_jij": jij}
+    imp = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_imp_wc"}).first()[0]
+    return {"codes": codes, "cu_scf": scf, "fe_jij": jij, "zn_imp": imp}
 
 
 def _count() -> int:
@@ -141,3 +142,16 @@ def test_jij_reader_returns_the_archive_numbers(imported):
     assert {r: len(js) for r, js in shells.items()} == {r: n for r, (n, _) in expected.items()}
     for r, (_, j) in expected.items():
         assert np.mean(shells[r]) == pytest.approx(j, abs=0.006), r
+
+
+def test_kkrimp_reader_returns_the_archive_numbers(imported):
+    """kkrimp_full_wc.aiida (Zn in Cu, not converged: 25 steps, rms 0.028): the last KKRimp potential."""
+    from mlkkr.aiida.readers import kkrimp_reader
+
+    pot = kkrimp_reader().read_kkrimp_potential(imported["zn_imp"])
+    assert pot.species == ["Zn"] + ["Cu"] * 12 and pot.host_species == ["Cu"] * 13
+    assert not pot.converged and pot.rms == pytest.approx(0.02827, rel=1e-3)
+    # first VM2Z values of the Zn block of the last potential and of the host Cu potential (Ry), from the files
+    assert pot.v_imp_ry[0][0] == pytest.approx(2.2969888361758e02, abs=1e-9)
+    assert pot.v_host_ry[0][0] == pytest.approx(2.2062365150084e02, abs=1e-9)
+    assert np.allclose(np.linalg.norm(pot.positions[1:], axis=1), 4.8238197478830003 * BOHR, atol=1e-6)
