@@ -47,6 +47,31 @@ def aiida_run(root):
     return lambda home, code: root.aiida_run(home, code, timeout=600)
 
 
+REPORT = """
+from aiida import load_profile, orm
+load_profile()
+from aiida.cmdline.utils.common import get_workchain_report
+node = orm.load_node({pk})
+print(get_workchain_report(node, "REPORT"))
+for child in node.called_descendants:
+    if child.is_excepted or child.is_failed:
+        print(child.process_label, child.pk, child.exit_status, child.exit_message, child.exception)
+"""
+
+
+def why_failed(aiida_run, home, status: str) -> str:
+    """The report of the process named in a failed status line (``Label<pk> …``), for the assertion."""
+    import re
+
+    match = re.search(r"<(\d+)>", status)
+    if not match:
+        return status
+    try:
+        return status + "\n" + aiida_run(home, REPORT.format(pk=match.group(1)))
+    except AssertionError as exc:
+        return f"{status}\n(no report: {exc})"
+
+
 def process_count(aiida_run, home) -> int:
     out = aiida_run(home, COUNT_PROCESSES)
     return int(out.split("COUNT")[1].split()[0])
@@ -111,7 +136,7 @@ def test_kkr_engine_run_finishes_through_the_daemon(apps_hub, aiida_run, alice):
     page.wait_for_selector(f".mlkkr-progress-running:not(.mlkkr-loading), {ENDED}", timeout=5 * MINUTE)
     page.wait_for_selector(ENDED, timeout=15 * MINUTE)
     status = page.locator(ENDED).first.inner_text()
-    assert page.locator(FAILED).count() == 0, status
+    assert page.locator(FAILED).count() == 0, why_failed(aiida_run, apps_hub.home("alice"), status)
     page.wait_for_selector(".mlkkr-tensor-table", timeout=5 * MINUTE)
     page.wait_for_selector(".mlkkr-exchange-plot .js-plotly-plot, .mlkkr-exchange-plot svg", timeout=5 * MINUTE)
     table = page.locator(".mlkkr-tensor-table").inner_text()
@@ -150,7 +175,7 @@ def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alic
     page.wait_for_selector(".mlkkr-loss-plot", timeout=5 * MINUTE)
     page.wait_for_selector(ENDED, timeout=20 * MINUTE)
     status = page.locator(ENDED).first.inner_text()
-    assert page.locator(FAILED).count() == 0, status
+    assert page.locator(FAILED).count() == 0, why_failed(aiida_run, apps_hub.home("alice"), status)
     page.wait_for_selector(".mlkkr-error-table", timeout=5 * MINUTE)
     page.wait_for_selector(".mlkkr-parity-plot .js-plotly-plot, .mlkkr-parity-plot svg", timeout=5 * MINUTE)
     table = page.locator(".mlkkr-error-table").inner_text()
@@ -159,7 +184,10 @@ def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alic
     shot(page, "ml-training-results")
     # Predict a new pair with the stored model.
     click_button(page, "Predict")
-    page.wait_for_selector(".mlkkr-prediction:has-text('J_ij')", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-prediction:has-text('J_ij'), .mlkkr-field-predict .mlkkr-field-error",
+                           timeout=5 * MINUTE)
+    errors = page.locator(".mlkkr-field-predict .mlkkr-field-error")
+    assert not errors.is_visible(), errors.inner_text()
     shot(page, "ml-training-predict")
 
 

@@ -136,6 +136,7 @@ def make_dataset(n: int = 30, group: str = "demo/pairs"):
     from pathlib import Path
 
     from aiida import orm
+
     from mlkkr.aiida.nodes import DatasetData
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,6 +190,7 @@ def test_ml_training_runs_and_shows_parity_and_errors(aiida_profile_clean, aiida
 
 def test_publish_form_is_checked_before_export(aiida_profile_clean):
     from aiida import orm
+
     from mlkkr.apps.archive import PublishForm, check_publish
     from mlkkr.errors import InputError
 

@@ -16,9 +16,9 @@ from typing import Any
 
 def ensure_local_code(computer: str = "localhost") -> Any:
     """``mlkkr@<computer>`` (made for a computer with the local transport); None when there is no such computer."""
+    from aiida import orm
     from aiida.common.exceptions import NotExistent
 
-    from aiida import orm
     from mlkkr.aiida.launch import resolve_code
 
     try:
@@ -38,9 +38,8 @@ def is_mlkkr_code(code: Any) -> bool:
 
 def mlkkr_code_widget(description: str = "Code", plugin: str = "mlkkr.engine"):
     """A ComputationalResourcesWidget that lists the mlkkr codes, the first one selected."""
-    from aiidalab_widgets_base import ComputationalResourcesWidget
-
     from aiida import orm
+    from aiidalab_widgets_base import ComputationalResourcesWidget
 
     class MlkkrCodeWidget(ComputationalResourcesWidget):
         def _get_codes(self):  # the base filters by plugin; the mlkkr code has none set

@@ -236,9 +236,8 @@ def engine_input(request: KkrRequest) -> dict[str, Any]:
 
 def resolve_code(code: Any, plugin: str, field_name: str = "code"):
     """The code node of ``code`` (node, uuid, pk or label); InputError naming ``field_name`` otherwise."""
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
-
     from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
     if code is None or code == "":
         raise InputError(field_name, None, reason=f"choose a code (plugin {plugin}); set one up with "
@@ -275,8 +274,8 @@ def engine_builder(request: KkrRequest):
     import io
 
     import yaml
-
     from aiida import orm
+
     from mlkkr.aiida.workflows import EngineBaseWorkChain
 
     data = engine_input(request)
@@ -300,6 +299,7 @@ def engine_builder(request: KkrRequest):
 def _jukkr_builders(request: KkrRequest, check_only: bool = False) -> list[Any]:
     """The aiida-kkr builders: host SCF (no converged host given) or the impurity embedding."""
     from aiida import orm
+
     from mlkkr.aiida import kkr
 
     request.resources.check()
@@ -355,6 +355,7 @@ def _kkr_code(code: Any, plugin: str, field_name: str):
 def submit(request: KkrRequest):
     """Check, build and submit; returns the process node (added to the group :data:`RESULTS_GROUP`)."""
     from aiida import orm
+
     from mlkkr.aiida.launch import launch
 
     check(request)

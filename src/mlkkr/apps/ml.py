@@ -80,6 +80,7 @@ class TrainRequest:
 def dataset_groups() -> list[dict[str, Any]]:
     """Groups holding mlkkr datasets: label, kind(s), number of files and of records."""
     from aiida import orm
+
     from mlkkr.aiida.nodes import DatasetData
 
     qb = orm.QueryBuilder()
@@ -180,14 +181,10 @@ def submit(request: TrainRequest):
 def training_job(node):
     """The latest training CalcJob under a training work chain (None before it is created)."""
     from aiida import orm
-    from mlkkr.aiida.calculations import TrainCalculation
 
-    qb = orm.QueryBuilder()
-    qb.append(orm.WorkflowNode, filters={"id": node.pk}, tag="wc")
-    qb.append(orm.CalcJobNode, with_ancestors="wc", filters={"process_type": TrainCalculation.build_process_type()},
-              project="*")
-    jobs = sorted((n for (n,) in qb.iterall()), key=lambda n: n.pk)
-    return jobs[-1] if jobs else None
+    jobs = [n for n in node.called_descendants
+            if isinstance(n, orm.CalcJobNode) and n.process_label == "TrainCalculation"]
+    return max(jobs, key=lambda n: n.pk) if jobs else None
 
 
 def loss_history(job) -> list[dict[str, Any]]:
@@ -303,6 +300,7 @@ def predict_pair(model_node, species_i: str, species_j: str, offset: tuple[int, 
     Runs the ``predict`` calcfunction (so the prediction is linked to the model); returns (tensor, node).
     """
     from aiida import orm
+
     from mlkkr.aiida.functions import predict
 
     if model_node.kind != "exchange":

@@ -191,6 +191,7 @@ class MlTrainingApp(LazyApp):
 
     def _poll(self, uuid: str) -> None:
         from aiida import orm
+
         from mlkkr.apps.kkr import describe_state
 
         node = orm.load_node(uuid)
@@ -210,6 +211,7 @@ class MlTrainingApp(LazyApp):
 
     def _on_sealed(self, uuid: str) -> None:
         from aiida import orm
+
         from mlkkr.apps.kkr import describe_state
 
         node = orm.load_node(uuid)
@@ -262,11 +264,15 @@ class MlTrainingApp(LazyApp):
         from aiida import orm
 
         self.predict_field.clear()
+        self.p_out.value = '<span class="mlkkr-help">Predicting …</span>'
         try:
             tensor, node = ml.predict_pair(orm.load_node(self.model_uuid), self.p_i.value, self.p_j.value,
                                            tuple(w.value for w in self.p_off), self.p_host.value)
         except InputError as exc:
             self.predict_field.set_error(str(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - shown next to the form, not lost in the kernel
+            self.predict_field.set_error(f"{type(exc).__name__}: {exc}")
             return None
         rows = [[axis, *[float(v) for v in tensor[k]]] for k, axis in enumerate("xyz")]
         self.p_out.value = (f"<b>J_ij (meV)</b>, J = {float(tensor.trace()) / 3:.4f} meV "
