@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlkkr.train.exchange import TrainConfig, choose_split, evaluate, fit, load_model, resolve_device
     from mlkkr.train.exchange_data import data_checksum
     from mlkkr.train.exchange_metrics import format_table
-    from mlkkr.train.exchange_plots import parity_figure, write_parity
+    from mlkkr.train.exchange_plots import parity_figure, write_parity  # plotly imported only when plotting
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -179,13 +179,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<36} {value:8.4f}  {'met' if ok else 'NOT met'}")
     figures["tables"] = tables
     figures["goals"] = {k: {"value": v, "met": ok} for k, (v, ok) in goals.items()}
-    plots = write_parity(parity_figure(res["true"], res["pred"], title=f"held-out test, {res['n']} engine pairs"),
-                         CACHE / "plots", f"parity-{model_dir.name}")
-    print(f"parity plots: {plots['html']}, {plots.get('png') or plots.get('png_error')}")
+    try:
+        plots = write_parity(parity_figure(res["true"], res["pred"], title=f"held-out test, {res['n']} engine pairs"),
+                             CACHE / "plots", f"parity-{model_dir.name}")
+        print(f"parity plots: {plots['html']}, {plots.get('png') or plots.get('png_error')}")
+    except ImportError as exc:  # plotly missing on a bare GPU machine: the figures matter, not the plot
+        plots = {"error": str(exc)}
+        print(f"parity plots skipped: {exc}")
     figures["plots"] = plots
 
     # 4. throughput on the same pairs: engine (reference) vs model
-    from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # then the engine's BLAS runs with its default threads (printed below)
+        from contextlib import nullcontext
+
+        def threadpool_limits(_n):
+            return nullcontext()
 
     from mlkkr.train.exchange import predict_graphs
 
