@@ -9,7 +9,7 @@ AiiDA path: a throw-away service profile (PostgreSQL + RabbitMQ, one daemon work
 to the daemon; timed from ``submit`` until the work chain has finished (jobs: ``mlkkr data exchange``
 on the computer, one per batch, run in parallel; parse; Group). The records of both paths are
 compared (same tensors). Prints pairs/s of both and the ratio ``t_workchain / t_direct``
-(goal ≤ 1.5 at batch size 500); nothing is asserted. Results: benchmarks/results/bench_aiida.json.
+(goal ≤ 1.5 at batch size 500); nothing is asserted. Results: benchmarks/results/bench_aiida-batch<B>.json.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
         "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "machine": platform.node(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_aiida.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"bench_aiida-batch{args.batch}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{n} exchange pairs, {args.batches} jobs of {args.batch} (k-grid {result['kgrid']}), "
           f"{os.cpu_count()} CPUs, load {result['load_average_1min']:.1f}")
     print(f"  engine directly, one process : {td:8.2f} s  {n / td:8.1f} pairs/s   (reference)")
