@@ -3,9 +3,10 @@
 Reference (as its maintainers report): the AiiDAlab QE image is 3.9–6.4 GB and takes 6–60 s to start.
 Goals here: <= 3 GB with CPU torch, ready in <= 10 s. Printed as ratios; nothing is asserted.
 
-"Ready" is the moment the container's Jupyter server answers ``/api/status`` on its published port:
-the start command has made (first start, empty home) or checked (later starts) the user's AiiDA
-profile, started the daemon, and JupyterLab is up. Measured for a first start on a fresh home volume
+"Ready" is measured twice: when the container's Jupyter server answers ``/api/status`` on its published
+port (the start command has made — first start, empty home — or checked the user's AiiDA profile, and
+JupyterLab is up: the user can work), and when ``mlkkr status`` exits 0 (the AiiDA daemon and its ZeroMQ
+broker, started detached once JupyterLab answers, are up too). Measured for a first start on a fresh home volume
 and for restarts on the same volume (what a user sees after the idle culler stopped their server).
 
     python benchmarks/bench_container.py [--runs 3] [--variant gpu]
@@ -62,26 +63,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_to_ready(image: str, volume: str, timeout: float = 300) -> float:
+def start_to_ready(image: str, volume: str, timeout: float = 300) -> tuple[float, float]:
+    """(seconds to JupyterLab answering, seconds to `mlkkr status` exit 0: profile, broker, daemon)."""
     port, token, name = free_port(), secrets.token_hex(16), f"mlkkr-bench-{secrets.token_hex(3)}"
     t0 = time.monotonic()
     podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8888", "-e", f"JUPYTER_TOKEN={token}",
            "-v", f"{volume}:/home/jovyan", image)
     try:
+        lab = None
         while time.monotonic() - t0 < timeout:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2).status_code == 200:
-                    return time.monotonic() - t0
+                    lab = time.monotonic() - t0
+                    break
             except requests.RequestException:
                 pass
             time.sleep(0.1)
+        while lab is not None and time.monotonic() - t0 < timeout:
+            if podman("exec", name, "mlkkr", "status", check=False).returncode == 0:
+                return lab, time.monotonic() - t0
+            time.sleep(2)  # `mlkkr status` itself costs CPU: poll gently
         raise RuntimeError(f"{image} not ready in {timeout} s:\n{podman('logs', name, check=False).stderr[-2000:]}")
     finally:
         podman("rm", "-f", "-t", "3", name, check=False)
 
 
 def ratio_line(label: str, value: float, unit: str, ref: tuple[float, float], goal: float) -> str:
-    return (f"{label:<34} {value:7.2f} {unit:<2}  vs AiiDAlab QE {ref[0]:g}–{ref[1]:g} {unit}: "
+    return (f"{label:<40} {value:7.2f} {unit:<2}  vs AiiDAlab QE {ref[0]:g}–{ref[1]:g} {unit}: "
             f"x{value / ref[0]:.2f}–x{value / ref[1]:.2f}   (goal <= {goal:g} {unit}: "
             f"{'met' if value <= goal else 'not met'})")
 
@@ -116,12 +124,17 @@ def main() -> int:
     print(f"== start-to-ready of {singleuser} (container start -> profile ready, JupyterLab answering)")
     volume = f"mlkkr-bench-home-{secrets.token_hex(3)}"
     try:
-        first = start_to_ready(singleuser, volume)
-        print(ratio_line("first start (profile created)", first, "s", REF_START_S, GOAL_START_S))
+        print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        lab, full = start_to_ready(singleuser, volume)
+        print(ratio_line("first start: JupyterLab answers", lab, "s", REF_START_S, GOAL_START_S))
+        print(ratio_line("first start: daemon up too", full, "s", REF_START_S, GOAL_START_S))
         again = [start_to_ready(singleuser, volume) for _ in range(args.runs)]
-        print(ratio_line(f"restart (median of {args.runs})", statistics.median(again), "s", REF_START_S,
-                         GOAL_START_S))
-        print(f"{'restarts':<34} {', '.join(f'{t:.1f}' for t in again)} s")
+        labs, fulls = [a for a, _ in again], [b for _, b in again]
+        print(ratio_line(f"restart: JupyterLab (median of {args.runs})", statistics.median(labs), "s",
+                         REF_START_S, GOAL_START_S))
+        print(ratio_line(f"restart: daemon up (median of {args.runs})", statistics.median(fulls), "s",
+                         REF_START_S, GOAL_START_S))
+        print(f"{'restarts (lab / daemon)':<34} {', '.join(f'{a:.1f}/{b:.1f}' for a, b in again)} s")
     finally:
         podman("volume", "rm", "-f", volume, check=False)
     return 0

@@ -22,6 +22,21 @@ if [[ -n "${JUPYTERHUB_API_TOKEN:-}" ]]; then
   exec python -m mlkkr.hub.singleuser "$@"
 fi
 
-mlkkr setup --daemon
+# The profile first (a failure stops here, with the reason); the daemon detached, started only once
+# JupyterLab answers, so that its three AiiDA processes do not slow the server's own start.
+python - <<'PY'
+import os, sys
+from mlkkr.aiida.profile import ProfileSpec, ensure_profile, start_daemon
+from mlkkr.errors import MlkkrError
+try:
+    spec = ProfileSpec.from_env()
+    report = ensure_profile(spec)
+except MlkkrError as exc:
+    sys.exit(f"start-mlkkr: the AiiDA profile could not be set up: {exc}")
+print(f"start-mlkkr: profile {report['profile']!r} ready ({report['storage']}, broker {report['broker']})",
+      file=sys.stderr)
+if spec.broker != "none" and spec.daemon_workers > 0:
+    start_daemon(spec.name, spec.daemon_workers, wait=False, after=("127.0.0.1", int(os.environ.get("MLKKR_PORT", "8888"))))
+PY
 exec jupyter lab --no-browser --ServerApp.ip=0.0.0.0 --ServerApp.port="${MLKKR_PORT:-8888}" \
   --ServerApp.root_dir="$HOME" "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import socket
 import subprocess
+import time
 
 import pytest
 from containerlib import BASE, ROOT, image_layers, podman, require, wait_http
@@ -46,6 +47,7 @@ def test_singleuser_image_runs_alone_profile_ready_lab_answers_as_uid_1000(singl
     port = free_port()
     token = secrets.token_hex(16)
     name = f"mlkkr-test-su-{secrets.token_hex(3)}"
+    started = time.monotonic()
     podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8888", "-e", f"JUPYTER_TOKEN={token}",
            singleuser_image)
     try:
@@ -55,9 +57,16 @@ def test_singleuser_image_runs_alone_profile_ready_lab_answers_as_uid_1000(singl
         lab = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/lab?token={token}"], capture_output=True,
                              text=True)
         assert "JupyterLab" in lab.stdout
-        # The AiiDA profile is ready: `mlkkr status` exits 0 (as the image's user, uid 1000).
-        status = podman("exec", name, "mlkkr", "status", check=False, timeout=120)
+        # The AiiDA profile is ready: `mlkkr status` exits 0 (as the image's user, uid 1000) once the
+        # daemon, started detached after JupyterLab answers, is up.
+        deadline = time.monotonic() + 180
+        while True:
+            status = podman("exec", name, "mlkkr", "status", check=False, timeout=120)
+            if status.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert status.returncode == 0, status.stdout + status.stderr
+        print(f"profile and daemon healthy (`mlkkr status` exit 0) {time.monotonic() - started:.1f} s after start")
         assert podman("exec", name, "id", "-u").stdout.strip() == "1000"
         assert podman("exec", name, "whoami").stdout.strip() == "jovyan"
         # Every process of the container (tini, the daemon, JupyterLab) runs as jovyan.
