@@ -138,3 +138,13 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+def wait_mlkkr_status(container: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`mlkkr status` in the container until it exits 0 (the daemon starts detached after the server)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = podman("exec", container, "mlkkr", "status", check=False, timeout=120)
+        if status.returncode == 0 or time.monotonic() > deadline:
+            return status
+        time.sleep(2)

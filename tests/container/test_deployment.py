@@ -10,7 +10,7 @@ import secrets
 import socket
 
 import pytest
-from containerlib import ROOT, podman, require, sh, wait_http
+from containerlib import ROOT, podman, require, sh, wait_http, wait_mlkkr_status
 
 from labdriver import login, shot, signup, wait_for_lab
 from mlkkr.hub.client import HubClient
@@ -107,7 +107,7 @@ def test_hub_spawns_a_user_container_browser_reaches_lab_data_survives_restart(d
     # The hub (its archive service) writes the store; users see what it wrote.
     podman("exec", deployment["hub"], "sh", "-c", "echo catalog > /srv/mlkkr/store/written-by-hub")
     assert podman("exec", user_container, "cat", "/srv/mlkkr-store/written-by-hub").stdout.strip() == "catalog"
-    status = podman("exec", user_container, "mlkkr", "status", check=False, timeout=120)
+    status = wait_mlkkr_status(user_container)
     assert status.returncode == 0, status.stdout + status.stderr
 
     # Data in the home: a file and an AiiDA node in the profile made at the first start.

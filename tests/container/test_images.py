@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from containerlib import BASE, ROOT, image_layers, podman, require, wait_http
+from containerlib import BASE, ROOT, image_layers, podman, require, wait_http, wait_mlkkr_status
 
 pytestmark = pytest.mark.container
 
@@ -59,12 +59,7 @@ def test_singleuser_image_runs_alone_profile_ready_lab_answers_as_uid_1000(singl
         assert "JupyterLab" in lab.stdout
         # The AiiDA profile is ready: `mlkkr status` exits 0 (as the image's user, uid 1000) once the
         # daemon, started detached after JupyterLab answers, is up.
-        deadline = time.monotonic() + 180
-        while True:
-            status = podman("exec", name, "mlkkr", "status", check=False, timeout=120)
-            if status.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        status = wait_mlkkr_status(name)
         assert status.returncode == 0, status.stdout + status.stderr
         print(f"profile and daemon healthy (`mlkkr status` exit 0) {time.monotonic() - started:.1f} s after start")
         assert podman("exec", name, "id", "-u").stdout.strip() == "1000"
