@@ -30,6 +30,8 @@ fi
 [ "$what" = test ] || exit 0
 
 if [ -x scripts/install-container-tools.sh ]; then scripts/install-container-tools.sh; fi
+# A single-node Slurm for the AiiDA core.slurm test.
+if [ -x scripts/install-slurm.sh ]; then scripts/install-slurm.sh; fi
 
 # PostgreSQL on 127.0.0.1:5432 (the hub makes one role and database per user in the service mode).
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
