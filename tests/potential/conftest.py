@@ -42,9 +42,8 @@ def kkr_reference(aiida_profile):
     Returns {archive name: UUID of its top impurity workflow (kkr_imp_wc, or kkr_imp_sub_wc)}.
     The profile is cleaned again afterwards.
     """
-    from aiida.tools.archive import import_archive
-
     from aiida import orm
+    from aiida.tools.archive import import_archive
 
     aiida_profile.reset_storage()
     found: dict[str, str] = {}

@@ -69,6 +69,7 @@ def test_cluster_mesh_and_state_of_the_unconverged_workflow(full):
 
 def test_values_are_those_of_the_potential_files(kkr_reference, full, converged):
     from aiida import orm
+
     from mlkkr.aiida.readers_kkrimp import RY_TO_EV, retrieved_text
 
     # hard-coded numbers (read by eye, see the module docstring)
