@@ -31,7 +31,7 @@ from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, WorkChain, process_handler, while_
 from aiida.engine.processes.workchains.workchain import WorkChainSpec
 
-from mlkkr.aiida.calculations import EngineCalculation, EvaluateCalculation, TrainCalculation
+from mlkkr.aiida.calculations import MODEL_FOLDER, EngineCalculation, EvaluateCalculation, TrainCalculation
 from mlkkr.aiida.cli_args import engine_command, model_command, to_argv
 from mlkkr.aiida.functions import collect_dataset, merge_datasets
 from mlkkr.aiida.nodes import DatasetData, ModelData
@@ -109,10 +109,16 @@ class TrainBaseWorkChain(_RestartKilled, BaseRestartWorkChain):
 
     @process_handler(priority=500, exit_codes=[getattr(TrainCalculation.exit_codes, c) for c in _RESTARTABLE])
     def handle_job_died(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
-        """The training died: run it again from the last checkpoint of the dead job."""
-        if "remote_folder" in node.outputs:
-            self.ctx.inputs.parent_folder = node.outputs.remote_folder
-        self.report(f"{node.process_label}<{node.pk}> ended without output ({node.exit_status}); resuming")
+        """The training died: run it again, from the dead job's checkpoint when it wrote one."""
+        remote = node.outputs.remote_folder if "remote_folder" in node.outputs else None
+        try:  # a short transport call, on this rare path only
+            has_checkpoint = remote is not None and "checkpoint.pt" in remote.listdir(MODEL_FOLDER)
+        except OSError:
+            has_checkpoint = False
+        if has_checkpoint:
+            self.ctx.inputs.parent_folder = remote
+        self.report(f"{node.process_label}<{node.pk}> ended without output ({node.exit_status}); "
+                    + ("resuming from its checkpoint" if has_checkpoint else "starting again (no checkpoint)"))
         return ProcessHandlerReport(do_break=True)
 
 
