@@ -51,17 +51,22 @@ def model_kind(model: str | Path) -> str:
     return kind
 
 
-@click.command("evaluate", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.command("evaluate", add_help_option=False,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("model", required=False)
 @click.pass_context
 def evaluate(ctx, model):
     """Evaluate MODEL on a dataset: `mlkkr evaluate MODEL --data D.h5 [--json]`.
 
-    The options are those of the model's kind (see `mlkkr evaluate MODEL --help`).
+    The options are those of the model's kind: `mlkkr evaluate MODEL --help` lists them.
     """
+    if model is None or model in ("-h", "--help"):
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     try:
         kind = model_kind(model)
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
     command = importlib.import_module(KINDS[kind]).evaluate_cmd
-    return ctx.invoke(command, **command.make_context("evaluate", [model, *ctx.args], parent=ctx).params)
+    args = ["--help"] if {"-h", "--help"} & set(ctx.args) else [model, *ctx.args]
+    return ctx.invoke(command, **command.make_context("evaluate", args, parent=ctx.parent).params)
