@@ -261,20 +261,29 @@ class MlTrainingApp(LazyApp):
         self.predict_box.children = [ipw.HTML("<h3>5. Predict a new pair</h3>"), self.predict_field, self.p_out]
 
     def predict(self) -> Any:
-        from aiida import orm
+        """Predict the pair of the form; in a kernel in a thread (a calcfunction cannot run on the kernel's
+        running event loop), elsewhere at once. Returns the tensor when run at once."""
+        from mlkkr.apps.loading import kernel_loop
 
         self.predict_field.clear()
         self.p_out.value = '<span class="mlkkr-help">Predicting …</span>'
+        args = (self.model_uuid, self.p_i.value, self.p_j.value, tuple(w.value for w in self.p_off), self.p_host.value)
+        if kernel_loop() is None:
+            return self._predict(*args)
+        in_background(lambda: self._predict(*args), name="mlkkr-predict")
+        return None
+
+    def _predict(self, uuid: str, species_i: str, species_j: str, offset: tuple, host: str) -> Any:
+        from aiida import orm
+
         try:
-            tensor, node = ml.predict_pair(orm.load_node(self.model_uuid), self.p_i.value, self.p_j.value,
-                                           tuple(w.value for w in self.p_off), self.p_host.value)
-        except InputError as exc:
-            self.predict_field.set_error(str(exc))
-            return None
+            tensor, node = ml.predict_pair(orm.load_node(uuid), species_i, species_j, offset, host)
         except Exception as exc:  # noqa: BLE001 - shown next to the form, not lost in the kernel
-            self.predict_field.set_error(f"{type(exc).__name__}: {exc}")
+            self.p_out.value = ""
+            self.predict_field.set_error(str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}")
             return None
         rows = [[axis, *[float(v) for v in tensor[k]]] for k, axis in enumerate("xyz")]
-        self.p_out.value = (f"<b>J_ij (meV)</b>, J = {float(tensor.trace()) / 3:.4f} meV "
+        self.p_out.value = (f"<b>J_ij (meV)</b> of {html.escape(species_i)}–{html.escape(species_j)} at "
+                            f"{list(offset)}, J = {float(tensor.trace()) / 3:.4f} meV "
                             f"(prediction node {node.pk}){html_table(['', 'x', 'y', 'z'], rows)}")
         return tensor
