@@ -80,3 +80,41 @@ def test_dataset_node_summarises_an_engine_file(tmp_path):
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(InputError, match="dataset"):
         DatasetData(tmp_path / "bad.h5")
+
+
+ENGINE_INPUT = """
+[host]
+name = "ti"
+[kgrid]
+n = 8
+[[defects]]
+element = "Mn"
+position = [0, 0, 0]
+[[defects]]
+element = "Fe"
+position = [0, 0, 1]
+"""
+
+
+def test_engine_calcjob_on_one_cluster_and_a_rejected_input(aiida_localhost, tmp_path):
+    """`mlkkr engine exchange INPUT` as a CalcJob (run in this process: the default profile has no broker);
+    an input mlkkr rejects ends with exit status 400 and its message."""
+    import io
+
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from mlkkr.aiida.calculations import EngineCalculation
+    from mlkkr.aiida.launch import resolve_code
+
+    aiida_localhost.set_workdir(str(tmp_path))
+    code = resolve_code(aiida_localhost)
+    good = orm.SinglefileData(io.BytesIO(ENGINE_INPUT.encode()), filename="cluster.toml")
+    results, node = run_get_node(EngineCalculation, code=code, command="engine exchange", input_file=good)
+    assert node.is_finished_ok, node.exit_message
+    assert results["dataset"].n_records == 1 and results["summary"]["pairs"][0]["species"] == ["Mn", "Fe"]
+    bad = orm.SinglefileData(io.BytesIO(ENGINE_INPUT.replace('"Fe"', '"Xx"').encode()), filename="cluster.toml")
+    _, node = run_get_node(EngineCalculation, code=code, command="engine exchange", input_file=bad)
+    assert node.exit_status == 400 and "Xx" in node.exit_message
+    with pytest.raises(ValueError, match="input_file: required"):
+        run_get_node(EngineCalculation, code=code, command="engine embed")
