@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartlib import CHART, Z2JH_SCHEMA, run, strip_required, tool
+
+from .chartlib import CHART, Z2JH_SCHEMA, run, strip_required, tool
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 import yaml
-from chartlib import CHART, run, tool
+
+from .chartlib import CHART, run, tool
 
 pytestmark = pytest.mark.chart
 

@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from containerlib import BUILD_TIMES, PodmanService, build, image_size
+
+from .containerlib import BUILD_TIMES, PodmanService, build, image_size
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def pytest_terminal_summary(terminalreporter):
     if not BUILD_TIMES:
         return
     terminalreporter.section("mlkkr images")
-    from containerlib import HUB, SINGLEUSER
+    from .containerlib import HUB, SINGLEUSER
 
     for what, seconds in BUILD_TIMES.items():
         image = SINGLEUSER if what == "singleuser" else HUB

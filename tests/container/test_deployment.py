@@ -10,10 +10,11 @@ import secrets
 import socket
 
 import pytest
-from containerlib import ROOT, podman, require, sh, wait_http, wait_mlkkr_status
 
 from labdriver import login, shot, signup, wait_for_lab
 from mlkkr.hub.client import HubClient
+
+from .containerlib import ROOT, podman, require, sh, wait_http, wait_mlkkr_status
 
 pytestmark = [pytest.mark.container, pytest.mark.browser, pytest.mark.slow]
 

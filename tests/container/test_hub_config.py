@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from containerlib import ROOT
 from traitlets.config import Config
 
 from mlkkr.errors import InputError
 from mlkkr.hub.docker import MlkkrDockerSpawner, configure_docker, profile_env
 from mlkkr.settings import load_settings
+
+from .containerlib import ROOT
 
 pytestmark = pytest.mark.container
 

@@ -8,7 +8,8 @@ import subprocess
 import time
 
 import pytest
-from containerlib import BASE, ROOT, image_layers, podman, require, wait_http, wait_mlkkr_status
+
+from .containerlib import BASE, ROOT, image_layers, podman, require, wait_http, wait_mlkkr_status
 
 pytestmark = pytest.mark.container
 

@@ -1,0 +1,1 @@
+"""chart tests (a package, so that its conftest is not imported as a bare `conftest` module)."""

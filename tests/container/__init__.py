@@ -1,0 +1,1 @@
+"""container tests (a package, so that its conftest is not imported as a bare `conftest` module)."""
