@@ -46,6 +46,31 @@ def kernel_loop() -> Any:
     return getattr(getattr(shell, "kernel", None), "io_loop", None)
 
 
+def call_with_portal(fn: Any) -> Any:
+    """Call ``fn()`` so that it may run AiiDA processes (a calcfunction) from a widget callback.
+
+    In a kernel, a callback runs on the kernel's running event loop, where aiida-core runs a process
+    only through a greenback portal; it opens one for cell executions, not for widget messages. So in
+    a kernel ``fn`` runs in a task of that loop that opens the portal first (returns None); outside a
+    kernel it is called at once (returns its result). ORM objects stay on the kernel's main thread.
+    """
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+
+    async def run() -> None:
+        from plumpy import ensure_portal
+
+        await ensure_portal()
+        fn()
+
+    loop.create_task(run())
+    return None
+
+
 #: modules every app needs and that take seconds to import (imported in the background thread)
 SLOW_IMPORTS = ("aiida.orm", "aiida.engine", "aiidalab_widgets_base", "plotly.graph_objects", "mlkkr.aiida.launch")
 

@@ -261,17 +261,14 @@ class MlTrainingApp(LazyApp):
         self.predict_box.children = [ipw.HTML("<h3>5. Predict a new pair</h3>"), self.predict_field, self.p_out]
 
     def predict(self) -> Any:
-        """Predict the pair of the form; in a kernel in a thread (a calcfunction cannot run on the kernel's
-        running event loop), elsewhere at once. Returns the tensor when run at once."""
-        from mlkkr.apps.loading import kernel_loop
+        """Predict the pair of the form (the ``predict`` calcfunction; see :func:`call_with_portal`).
+        Returns the tensor when run at once (outside a kernel)."""
+        from mlkkr.apps.loading import call_with_portal
 
         self.predict_field.clear()
         self.p_out.value = '<span class="mlkkr-help">Predicting …</span>'
         args = (self.model_uuid, self.p_i.value, self.p_j.value, tuple(w.value for w in self.p_off), self.p_host.value)
-        if kernel_loop() is None:
-            return self._predict(*args)
-        in_background(lambda: self._predict(*args), name="mlkkr-predict")
-        return None
+        return call_with_portal(lambda: self._predict(*args))
 
     def _predict(self, uuid: str, species_i: str, species_j: str, offset: tuple, host: str) -> Any:
         from aiida import orm
