@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from conftest import PASSWORD, aiida_run
 from labdriver import login, new_notebook, run_cell, shot, signup, wait_for_lab
+from support import PASSWORD, aiida_run
 
 pytestmark = pytest.mark.browser
 

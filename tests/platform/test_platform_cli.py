@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port_block
 
 import mlkkr
 from mlkkr.cli import COMMANDS
+from support import free_port_block
 
 MLKKR = str(Path(sys.executable).with_name("mlkkr"))
 
@@ -156,7 +156,8 @@ def test_hub_bad_value_and_bad_toml(tmp_path):
     config = tmp_path / "mlkkr.toml"
     config.write_text('[aiida]\nstorage = "mysql"\n')
     result = run("hub", "--config", str(config), timeout=60)
-    assert result.returncode == 2 and "aiida.storage: 'mysql' is not allowed; allowed: sqlite, postgres" in result.stderr
+    assert result.returncode == 2
+    assert "aiida.storage: 'mysql' is not allowed; allowed: sqlite, postgres" in result.stderr
     config.write_text("[hub\n")
     result = run("hub", "--config", str(config), timeout=60)
     assert result.returncode == 2 and "is not valid TOML" in result.stderr

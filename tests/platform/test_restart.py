@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import aiida_run
+from support import aiida_run
 
 PROFILES = """
 import json

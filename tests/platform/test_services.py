@@ -8,10 +8,10 @@ import secrets
 
 import psycopg
 import pytest
-from conftest import aiida_run
 
 from mlkkr.hub.provision import database_name, drop_user_database
 from mlkkr.settings import load_settings
+from support import aiida_run
 
 pytestmark = pytest.mark.services
 

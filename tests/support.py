@@ -1,0 +1,90 @@
+"""Helpers shared by the test folders (import as ``from support import ...``; ``tests/`` is on the path).
+
+Real hubs started with ``mlkkr hub`` on free loopback ports, and a runner for code against a user's
+AiiDA profile. Fixtures that use them live in ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from mlkkr.hub.client import HubClient, HubProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("MLKKR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "kkr-Green-2026"
+
+
+def free_port_block(size: int = 3) -> int:
+    """A port P with P .. P+size-1 all free on 127.0.0.1 (the hub uses three consecutive ports)."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        try:
+            for offset in range(size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free block of ports")
+
+
+def kill_tree_under(path: Path) -> None:
+    """Kill stray processes that belong to a test's data folder (daemons, kernels, servers)."""
+    marker = str(path)
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+            if marker in cmd or marker in env.get("AIIDA_PATH", "") or marker in env.get("HOME", ""):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+class RunningHub(HubProcess):
+    """``mlkkr hub`` on free loopback ports with its own data folder."""
+
+    def __init__(self, data_dir: Path, port: int, args: list[str]):
+        self.data_dir = data_dir
+        self.port = port
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__([str(BIN / "mlkkr"), "hub", "--data-dir", str(data_dir), "--port", str(port), *args],
+                         f"http://127.0.0.1:{port}", data_dir.parent / f"hub-{port}.log")
+
+    def home(self, username: str) -> Path:
+        return self.data_dir / "users" / username
+
+    def client(self, username: str, password: str = PASSWORD) -> HubClient:
+        return HubClient(self.url, username, password)
+
+    def user(self, username: str, admin: HubClient | None = None) -> HubClient:
+        """Sign up, have ``admin`` approve (unless it is the admin), log in; return the session."""
+        client = self.client(username)
+        client.signup()
+        if admin is not None:
+            admin.authorize(username)
+        assert client.login(), f"{username} could not log in:\n{self.log_tail()}"
+        return client
+
+    def stop(self) -> None:
+        super().stop()
+        kill_tree_under(self.data_dir)
+
+def aiida_run(home: Path, code: str, timeout: float = 180) -> str:
+    """Run Python ``code`` against the AiiDA profile of the user whose home is ``home``."""
+    env = dict(os.environ, AIIDA_PATH=str(home), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
