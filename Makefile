@@ -3,6 +3,7 @@
 #   make run       the platform on its embedded default: http://127.0.0.1:8000 (data in ./var)
 #   make test      the whole test suite (unit, services, browser, container, chart)
 #   make bench     the benchmarks (each prints ratios against a reference run)
+#   make image     the singleuser and hub images (Podman); make chart: lint and test the Helm chart
 SHELL := /bin/bash
 VENV  ?= .venv
 BIN   := $(VENV)/bin
@@ -35,6 +36,18 @@ test: machine install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Images with Podman from a debootstrap base. Only PyPI's (CUDA) torch is reachable here, so the
+# default variant is gpu; `make image TORCH_VARIANT=cpu` takes PyTorch's CPU wheel index.
+TORCH_VARIANT ?= gpu
+image: install
+	scripts/install-container-tools.sh --podman
+	CONTAINERS_CONF=$(CURDIR)/.tools/containers.conf docker/build.sh --variant $(TORCH_VARIANT) all
+
+chart: install
+	scripts/install-container-tools.sh --helm
+	.tools/bin/helm lint helm/mlkkr
+	$(BIN)/pytest -m chart tests/chart -q
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
