@@ -185,36 +185,39 @@ def test_vectorised_graphs_match_the_per_pair_definition(engine_pairs):
         np.testing.assert_allclose(g.env_rj[rows], g.env_ri[rows] - p.bond, atol=1e-12)
 
 
-def test_tensor_product_equals_e3nn_tensor_product():
-    """The fused channel-wise product gives exactly e3nn's o3.TensorProduct ("uuu" paths, component norm)."""
+def test_message_layer_maps_irreps_equivariantly_under_rotations_and_inversion():
+    """One layer, V ← V + Gate(Linear(V ⊗ E)), with e3nn's modules: rotating or inverting V and E by their
+    irreps' D(g) rotates or inverts the new V by D(g) and leaves the latent scalars alone — so each
+    0e/0o channel goes through the right activation. A Linear mapped onto ``scalars + gates + gated``
+    (unsorted) instead of the Gate's own sorted ``irreps_in`` feeds pseudoscalars to the gates and SiLU:
+    the same check must catch it (it did break the network's parity once)."""
     from e3nn import o3
 
-    from mlkkr.models.exchange import E_OFF, E_TYPES, V_OFF, V_TYPES, ChannelwiseTensorProduct
+    from mlkkr.models.exchange import MessageLayer
 
     torch.set_default_dtype(torch.float64)
     try:
-        mul = 3
-        tp = ChannelwiseTensorProduct(mul, [5 * mul] + [mul] * 5)
+        torch.manual_seed(0)
+        layer = MessageLayer(tiny_model(species=SPECIES, mul=3))
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(5, layer.latent_mlp[0].in_features - layer.mul, generator=gen)
+        v = torch.randn(5, layer.irreps_v.dim, generator=gen)
+        e = torch.randn(5, layer.irreps_e.dim, generator=gen)
 
-        def irreps(types):
-            return o3.Irreps([(mul, (ell, p)) for ell, p in types])
+        @torch.no_grad()
+        def error(lay: MessageLayer, rot: torch.Tensor) -> float:
+            dv, de = lay.irreps_v.D_from_matrix(rot), lay.irreps_e.D_from_matrix(rot)
+            x0, v0 = lay(x, v, e)
+            x1, v1 = lay(x, v @ dv.T, e @ de.T)
+            return max(float((v1 - v0 @ dv.T).abs().max()), float((x1 - x0).abs().max()))
 
-        irreps_v, irreps_e = irreps(V_TYPES), irreps(E_TYPES)
-        out_irreps = o3.Irreps([(mul, V_TYPES[c]) for _, _, c in tp.paths])
-        ref = o3.TensorProduct(irreps_v, irreps_e, out_irreps,
-                               [(a, b, k, "uuu", False) for k, (a, b, _) in enumerate(tp.paths)],
-                               irrep_normalization="component", path_normalization="none")
-        rng = torch.Generator().manual_seed(0)
-        v = torch.randn(7, mul, V_OFF[-1], generator=rng)
-        e = torch.randn(7, mul, E_OFF[-1], generator=rng)
-
-        def e3nn_layout(x, offs):  # (B, mul, comps) -> e3nn's (B, [mul x (2l+1)] per irrep)
-            return torch.cat([x[:, :, offs[k]:offs[k + 1]].reshape(len(x), -1) for k in range(len(offs) - 1)], -1)
-
-        want = ref(e3nn_layout(v, V_OFF), e3nn_layout(e, E_OFF))
-        got = tp.path_values(v, e)  # (B, mul, columns)
-        cols = np.cumsum([0] + [2 * V_TYPES[c][0] + 1 for _, _, c in tp.paths])
-        got = torch.cat([got[:, :, cols[k]:cols[k + 1]].reshape(7, -1) for k in range(len(tp.paths))], -1)
-        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+        assert layer.gate.irreps_in != layer.gate.irreps_scalars + layer.gate.irreps_gates + layer.gate.irreps_gated
+        for seed in range(2):
+            rot = torch.as_tensor(rotation(seed))
+            assert error(layer, rot) < 1e-12
+            assert error(layer, -rot) < 1e-12  # improper: parities tracked
+        unsorted = layer.gate.irreps_scalars + layer.gate.irreps_gates + layer.gate.irreps_gated
+        layer.linear = o3.Linear(layer.tp.irreps_out.simplify(), unsorted)
+        assert error(layer, -torch.as_tensor(rotation(0))) > 1e-3
     finally:
         torch.set_default_dtype(torch.float32)

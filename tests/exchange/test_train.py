@@ -159,3 +159,10 @@ def test_killed_training_resumes_to_the_uninterrupted_result(engine_pairs, tmp_p
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
     assert not list((tmp_path / "cut").glob(".*.tmp"))
+
+
+def test_a_model_folder_of_another_format_is_refused(tmp_path):
+    """Format 1 (the hand-written tensor product, no ``format``/``architecture`` in model.json) does not load."""
+    (tmp_path / "model.json").write_text(json.dumps({"kind": "exchange", "model": {"species": ["Fe"]}}))
+    with pytest.raises(InputError, match=r"model.json:format: .*format 1 network.*retrain it; allowed: 2"):
+        load_model(tmp_path)

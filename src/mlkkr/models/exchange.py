@@ -27,14 +27,16 @@ Each layer is a message from the surrounding atoms to the pair: per atom k an ML
 (Bessel bases of |r_ik| and |r_jk|, Legendre polynomials of the angles between r_ik and r_ij and
 between r_jk and r_ji, the species embedding of k, the pair latent ``x``) gives weights
 for ``Y(r̂_ik)`` and ``Y(r̂_jk)`` (l ≤ 2); their sum over k is the environment ``E`` of the pair. The
-pair features are updated by the tensor product ``V ⊗ E`` (channel-wise, all paths to l ≤ 2 of either
-parity, e3nn's Wigner 3j coefficients — the same numbers as ``e3nn.o3.TensorProduct`` with "uuu"
-paths, which the tests check, evaluated as one matrix product), a linear mixing, a gate
-non-linearity and a residual connection; the latent scalars by an MLP of the new scalars. Because
+pair features are updated by e3nn's modules: the tensor product ``V ⊗ E``
+(:class:`e3nn.o3.TensorProduct`, channel-wise "uuu" paths to every irrep of l ≤ 2 of either parity, no
+weights of its own), :class:`e3nn.o3.Linear` onto the input irreps of :class:`e3nn.nn.Gate` (in the
+Gate's own sorted order), the gate and a residual connection; the latent scalars by an MLP of the new
+0e scalars. The per-atom weights act before the sum over k; the tensor product is bilinear, so
+``V ⊗ Σ_k E_k`` equals the sum of the per-atom products at 1/(number of atoms) the cost. Because
 the per-atom weights depend on the angles to the bond, the host shell around i — whose l ≤ 2
 moments vanish for a cubic shell — still tells the network how the bond lies in the crystal.
 
-Readout: a linear map of ``V`` to ``1x0e + 1x1e + 1x2e`` (plus an MLP of ``x`` on the 0e channel),
+Readout: :class:`e3nn.o3.Linear` of ``V`` to ``1x0e + 1x1e + 1x2e`` (plus an MLP of ``x`` on the 0e channel),
 scaled per irrep by statistics of the training set, and turned into the Cartesian 3×3 tensor by
 e3nn's own change of basis (:class:`e3nn.io.CartesianTensor` ``"ij"``). The i↔j symmetry
 ``J_ji = J_ijᵀ`` holds by construction: the network is evaluated for (i, j) and for (j, i) and
@@ -61,6 +63,7 @@ import numpy as np
 import torch
 from e3nn import o3
 from e3nn.io import CartesianTensor
+from e3nn.nn import Gate
 from torch import nn
 
 from mlkkr.errors import InputError
@@ -331,140 +334,116 @@ def mlp(sizes: Sequence[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-#: Irrep types of the pair features, in their order along the component axis: (l, parity).
-V_TYPES = ((0, 1), (0, -1), (1, -1), (1, 1), (2, 1), (2, -1))
-#: Irrep types of the environment (spherical harmonics l = 0, 1, 2).
-E_TYPES = ((0, 1), (1, -1), (2, 1))
+def irreps_pair(mul: int) -> o3.Irreps:
+    """Irreps of the pair features ``V``: ``mul × (0e + 0o + 1o + 1e + 2e + 2o)`` — e3nn's sorted order,
+    which is also the order of :class:`e3nn.nn.Gate`'s output (scalars, then the gated irreps)."""
+    return o3.Irreps([(mul, (ell, p)) for ell in range(3) for p in ((1, -1) if ell % 2 == 0 else (-1, 1))])
 
 
-def _offsets(types: Sequence[tuple[int, int]]) -> list[int]:
-    out = [0]
-    for ell, _ in types:
-        out.append(out[-1] + 2 * ell + 1)
-    return out
+def irreps_env(mul: int) -> o3.Irreps:
+    """Irreps of the environment ``E``: ``mul × (0e + 1o + 2e)`` (spherical harmonics l ≤ 2)."""
+    return o3.Irreps([(mul, (ell, (-1) ** ell)) for ell in range(3)])
 
 
-V_OFF, E_OFF = _offsets(V_TYPES), _offsets(E_TYPES)
-V_DIM, E_DIM = V_OFF[-1], E_OFF[-1]  # 18, 9
+def pair_gate(mul: int) -> Gate:
+    """e3nn's :class:`~e3nn.nn.Gate` for the pair features: 0e through SiLU, 0o through tanh (odd, so they
+    stay pseudoscalars), every l > 0 channel times the sigmoid of its own 0e gate. Its ``irreps_out``
+    equals :func:`irreps_pair`. Its ``irreps_in`` is Gate's own sorted, simplified order, *not*
+    scalars + gates + gated: ``mul x0o + 5·mul x0e + mul × (1o + 1e + 2o + 2e)`` (e3nn sorts odd before
+    even; in the 0e block the mul scalars come first, then the 4·mul gates in the order of the gated
+    irreps). The linear map before the gate must produce exactly ``gate.irreps_in``."""
+    irreps = irreps_pair(mul)
+    scalars = o3.Irreps([(m, ir) for m, ir in irreps if ir.l == 0])
+    gated = o3.Irreps([(m, ir) for m, ir in irreps if ir.l > 0])
+    return Gate(scalars, [torch.nn.functional.silu, torch.tanh], f"{gated.num_irreps}x0e", [torch.sigmoid], gated)
 
 
-class ChannelwiseTensorProduct(nn.Module):
-    """``V ⊗ E`` channel by channel, every path to an irrep of :data:`V_TYPES`, then a linear mixing.
+def channelwise_instructions(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, lmax: int = 2
+                             ) -> tuple[o3.Irreps, list[tuple[int, int, int, str, bool]]]:
+    """Every path ``in1[a] ⊗ in2[b] → ir`` with ``ir.l ≤ lmax``, channel-wise ("uuu", no weights: the
+    learned weights are in the environment MLP before and the :class:`~e3nn.o3.Linear` after).
 
-    ``V`` is (B, mul, 18) and ``E`` (B, mul, 9), components in the order of :data:`V_TYPES` /
-    :data:`E_TYPES` in e3nn's real basis. The Clebsch–Gordan coefficients are e3nn's Wigner 3j symbols
-    (``e3nn.o3.wigner_3j``) with component normalisation (×√(2l+1)); all paths are evaluated as one
-    matrix product with a fixed (162 × n_out) coefficient matrix, and the per-type linear maps
-    (channels × paths → ``mul_out[t]`` channels) are learned. Output: one (B, mul_out[t], 2l+1) tensor
-    per type of :data:`V_TYPES`. Equivariant by construction: every path is a Wigner-3j coupling.
+    The outputs are listed in e3nn's sorted irrep order (stable: paths to the same irrep stay in
+    instruction order), so that ``irreps_out.simplify()`` describes the same memory layout with one
+    block per irrep type.
     """
-
-    def __init__(self, mul: int, mul_out: Sequence[int]) -> None:
-        super().__init__()
-        blocks: list[list[tuple[int, int, int]]] = [[] for _ in V_TYPES]  # per output type c: paths (a, b, c)
-        for a, (la, pa) in enumerate(V_TYPES):
-            for b, (lb, pb) in enumerate(E_TYPES):
-                for c, (lc, pc) in enumerate(V_TYPES):
-                    if abs(la - lb) <= lc <= la + lb and pc == pa * pb:
-                        blocks[c].append((a, b, c))
-        self.n_paths = [len(bl) for bl in blocks]
-        #: the paths (type of V, type of E, output type) in the order of the output columns
-        self.paths = [path for bl in blocks for path in bl]
-        n_out = sum(n * (2 * V_TYPES[c][0] + 1) for c, n in enumerate(self.n_paths))
-        coef = torch.zeros(V_DIM, E_DIM, n_out, dtype=torch.float64)
-        col = 0
-        self.out_slices: list[tuple[int, int]] = []
-        for c, bl in enumerate(blocks):
-            start = col
-            lc = V_TYPES[c][0]
-            for a, b, _ in bl:
-                la, lb = V_TYPES[a][0], E_TYPES[b][0]
-                w3j = o3.wigner_3j(la, lb, lc, dtype=torch.float64) * math.sqrt(2 * lc + 1)
-                coef[V_OFF[a]:V_OFF[a + 1], E_OFF[b]:E_OFF[b + 1], col:col + 2 * lc + 1] = w3j
-                col += 2 * lc + 1
-            self.out_slices.append((start, col))
-        # 98 % zeros, yet one dense BLAS product beats gathering the non-zero terms (measured on CPU)
-        self.register_buffer("coef", coef.reshape(V_DIM * E_DIM, n_out).to(torch.get_default_dtype()),
-                             persistent=False)
-        self.mul = mul
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.randn(n * mul, m) / math.sqrt(max(n * mul, 1)))
-            for n, m in zip(self.n_paths, mul_out, strict=True))
-
-    def path_values(self, v: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Every path's output, (B, mul, n_out): the columns of :attr:`paths`, 2l+1 each."""
-        bsz, mul = v.shape[0], self.mul
-        outer = (v[:, :, :, None] * e[:, :, None, :]).reshape(bsz * mul, V_DIM * E_DIM)
-        return (outer @ self.coef).view(bsz, mul, -1)
-
-    def forward(self, v: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
-        bsz, mul = v.shape[0], self.mul
-        y = self.path_values(v, e)
-        out = []
-        for c, ((lc, _), (s, t), w) in enumerate(zip(V_TYPES, self.out_slices, self.weights, strict=True)):
-            d, n = 2 * lc + 1, self.n_paths[c]
-            x = y[:, :, s:t].reshape(bsz, mul, n, d).permute(0, 3, 2, 1).reshape(bsz * d, n * mul)
-            out.append((x @ w).view(bsz, d, -1).transpose(1, 2))
-        return out
+    paths = [(ir, a, b) for a, (_, ir1) in enumerate(irreps_in1) for b, (_, ir2) in enumerate(irreps_in2)
+             for ir in ir1 * ir2 if ir.l <= lmax]
+    order = sorted(range(len(paths)), key=lambda k: (paths[k][0], k))
+    irreps_out = o3.Irreps([(irreps_in1[paths[k][1]].mul, paths[k][0]) for k in order])
+    return irreps_out, [(paths[k][1], paths[k][2], i, "uuu", False) for i, k in enumerate(order)]
 
 
 class MessageLayer(nn.Module):
     """One message from the surrounding atoms to the pair: ``V ← V + Gate(Linear(V ⊗ E))``, ``x`` updated.
 
-    Gate (as e3nn's ``nn.Gate``): 0e scalars through SiLU, 0o through tanh (odd, so they stay
-    pseudoscalars), every l > 0 channel multiplied by the sigmoid of its own 0e gate.
+    ``V ⊗ E`` is e3nn's :class:`~e3nn.o3.TensorProduct` (channel-wise "uuu" paths to every irrep of
+    l ≤ 2, component normalisation), ``Linear`` e3nn's :class:`~e3nn.o3.Linear` onto
+    ``gate.irreps_in``, ``Gate`` :func:`pair_gate`.
     """
 
     def __init__(self, cfg: ExchangeModelConfig) -> None:
         super().__init__()
         mul = cfg.mul
         self.mul = mul
+        self.irreps_v, self.irreps_e = irreps_pair(mul), irreps_env(mul)
         self.env_mlp = mlp([2 * cfg.n_basis + 2 * N_LEGENDRE + cfg.embed + cfg.latent, cfg.latent, cfg.latent,
                             2 * 3 * mul])
-        # 0e: mul scalars + 4 × mul gates (for 1o, 1e, 2e, 2o); every other type: mul channels
-        self.tp = ChannelwiseTensorProduct(mul, [5 * mul] + [mul] * (len(V_TYPES) - 1))
+        tp_out, instructions = channelwise_instructions(self.irreps_v, self.irreps_e)
+        self.tp = o3.TensorProduct(self.irreps_v, self.irreps_e, tp_out, instructions,
+                                   irrep_normalization="component")
+        self.gate = pair_gate(mul)
+        assert self.gate.irreps_out == self.irreps_v, (self.gate.irreps_out, self.irreps_v)
+        # tp_out is sorted, so its simplified form has the same layout: one weight block per irrep type
+        self.linear = o3.Linear(tp_out.simplify(), self.gate.irreps_in)
         self.latent_mlp = mlp([cfg.latent + mul, cfg.latent, cfg.latent])
         self.avg_env = float(cfg.stats.get("avg_env", 10.0))
-        # row of the env MLP's output (role, l, channel) for each (role, component m, channel)
-        l_of_m = torch.tensor([0, 1, 1, 1, 2, 2, 2, 2, 2])
-        rows = (torch.arange(2)[:, None, None] * 3 + l_of_m[None, :, None]) * mul + torch.arange(mul)[None, None, :]
-        self.register_buffer("rows_9", rows.reshape(-1), persistent=False)
+        # e3nn layout of E ([channel, m] per l): the env MLP's output row (role, l, channel) and the
+        # spherical-harmonic component of every column
+        rows, comps = [], []
+        for (m, ir), start in zip(self.irreps_e, (0, 1, 4), strict=True):
+            for u in range(m):
+                rows += [ir.l * mul + u] * ir.dim
+                comps += range(start, start + ir.dim)
+        rows_t = torch.tensor(rows)
+        self.register_buffer("rows", torch.cat([rows_t, rows_t + 3 * mul]), persistent=False)
+        self.register_buffer("comps", torch.tensor(comps), persistent=False)
 
     def environment(self, x: torch.Tensor, g: PairGraphs, env_feats: torch.Tensor, y_i: torch.Tensor,
                     y_j: torch.Tensor, cut: torch.Tensor, pair_of_env: torch.Tensor) -> torch.Tensor:
-        """``E`` (B, mul, 9): Σ_k [w_a(k) Y(r̂_ik) + w_b(k) Y(r̂_jk)], per channel and l.
+        """``E`` (B, irreps_e.dim): Σ_k [w_a(k) Y(r̂_ik) + w_b(k) Y(r̂_jk)], per channel and l.
 
         The weights are ``env_mlp([features_k, x_pair])``; its first layer is applied to the per-pair
-        part once per pair (not once per atom), which is the same function, cheaper.
+        part once per pair (not once per atom), which is the same function, cheaper. Summing before the
+        tensor product is exact: it is linear in ``E``, so ``V ⊗ Σ_k E_k = Σ_k V ⊗ E_k``.
         """
-        b, mul = x.shape[0], self.mul
         first = self.env_mlp[0]
         nf = env_feats.shape[1]
         h = env_feats @ first.weight[:, :nf].T + (x @ first.weight[:, nf:].T + first.bias)[pair_of_env]
         for layer in list(self.env_mlp)[1:-1]:
             h = layer(h)
         # last layer: one weight per (role, l, channel), repeated over m by indexing the (small) weight
-        # matrix rather than the (large) output -> (E, role, 9 components, channel) directly
+        # matrix rather than the (large) output -> (E, role, irreps_e.dim) in e3nn's layout directly
         last = self.env_mlp[-1]
-        w = torch.addmm(last.bias[self.rows_9], h, last.weight[self.rows_9].T) * cut[:, None]
-        w = w.view(-1, 2, E_DIM, mul)
-        term = w[:, 0] * y_i[:, :, None] + w[:, 1] * y_j[:, :, None]  # (E, 9, mul)
-        acc = torch.zeros(b, E_DIM, mul, dtype=x.dtype, device=x.device).index_add_(0, pair_of_env, term)
-        return acc.transpose(1, 2) / math.sqrt(self.avg_env)
+        w = (torch.addmm(last.bias[self.rows], h, last.weight[self.rows].T) * cut[:, None]).view(-1, 2, len(self.comps))
+        term = w[:, 0] * y_i[:, self.comps] + w[:, 1] * y_j[:, self.comps]
+        acc = torch.zeros(x.shape[0], term.shape[1], dtype=x.dtype, device=x.device).index_add_(0, pair_of_env, term)
+        return acc / math.sqrt(self.avg_env)
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mul = self.mul
-        s0e, s0o, *rest = self.tp(v, e)
-        scalars = torch.nn.functional.silu(s0e[:, :mul])  # (B, mul, 1)
-        gates = torch.sigmoid(s0e[:, mul:]).view(-1, len(rest), mul, 1)
-        out = torch.cat([scalars, torch.tanh(s0o)] + [t * gates[:, k] for k, t in enumerate(rest)], dim=-1)
-        x = x + self.latent_mlp(torch.cat([x, scalars[:, :, 0]], dim=-1))
+        out = self.gate(self.linear(self.tp(v, e)))
+        x = x + self.latent_mlp(torch.cat([x, out[:, : self.mul]], dim=-1))  # the SiLU'd 0e scalars
         return x, v + out
 
 
 # --------------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------------
+#: Written to model.json as ``architecture``; a model folder with another value is refused on loading
+#: (v1, the hand-written channel-wise tensor product and gate, had none).
+ARCHITECTURE = "mlkkr.exchange.pair-e3nn/2"
+
+
 class ExchangeNet(nn.Module):
     """Exchange tensor J_ij (B, 3, 3) meV of each pair graph; see the module doc for the architecture."""
 
@@ -472,6 +451,7 @@ class ExchangeNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         mul = cfg.mul
+        self.irreps_v = irreps_pair(mul)
         self.embedding = nn.Embedding(len(cfg.species), cfg.embed)
         self.r_env_cut = max(cfg.r_env, cfg.r_host) * 1.05
         self.rb_env = BesselBasis(self.r_env_cut, cfg.n_basis)
@@ -479,8 +459,7 @@ class ExchangeNet(nn.Module):
         self.pair_mlp = mlp([cfg.n_basis_pair + 2 * cfg.embed, cfg.latent, cfg.latent, cfg.latent])
         self.init_w = nn.Linear(cfg.latent, 6 * mul)  # weights of 0e, 0o, 1o, 1e, 2e, 2o
         self.layers = nn.ModuleList(MessageLayer(cfg) for _ in range(cfg.layers))
-        # readout: linear over the channels of the 0e, 1e and 2e features (as e3nn's o3.Linear to 0e+1e+2e)
-        self.readout = nn.Parameter(torch.randn(3, mul) / math.sqrt(mul))
+        self.readout = o3.Linear(self.irreps_v, TENSOR_IRREPS)
         self.scalar_head = mlp([cfg.latent, cfg.latent, 1])
         self.cartesian = CartesianTensor("ij")
         st = cfg.stats
@@ -490,6 +469,14 @@ class ExchangeNet(nn.Module):
         # e3nn's change of basis 1x0e+1x1e+1x2e <-> 3x3 (orthonormal); a constant, not saved
         self.register_buffer("q", self.cartesian.reduced_tensor_products().change_of_basis.to(
             torch.get_default_dtype()).clone(), persistent=False)
+
+    def describe(self) -> dict[str, Any]:
+        """The network's e3nn modules and their irreps (for model.json; informational)."""
+        layer = self.layers[0] if len(self.layers) else None
+        return {"architecture": ARCHITECTURE, "irreps_pair": str(self.irreps_v),
+                "readout": repr(self.readout), "cartesian": "e3nn.io.CartesianTensor('ij')",
+                **({"irreps_env": str(layer.irreps_e), "tensor_product": repr(layer.tp),
+                    "linear": repr(layer.linear), "gate": repr(layer.gate)} if layer is not None else {})}
 
     @classmethod
     def build(cls, cfg: ExchangeModelConfig, dtype: torch.dtype = torch.float32) -> ExchangeNet:
@@ -513,10 +500,12 @@ class ExchangeNet(nn.Module):
         w = self.init_w(x).view(b, 6, mul)
         ysh = o3.spherical_harmonics([1, 2], g.bond, normalize=True, normalization="component")
         y1, y2 = ysh[:, None, :3], ysh[:, None, 3:]
-        # true scalars × Y(r̂_ij) -> 0e, 1o, 2e; pseudoscalars (species' handedness) × Y -> 0o, 1e, 2o
+        # true scalars × Y(r̂_ij) -> 0e, 1o, 2e; pseudoscalars (species' handedness) × Y -> 0o, 1e, 2o;
+        # in e3nn's layout of irreps_pair ([channel, m] per irrep)
         chi = 1.0 if cfg.chiral else 0.0
-        v = torch.cat([w[:, 0, :, None], chi * w[:, 1, :, None], w[:, 2, :, None] * y1, chi * w[:, 3, :, None] * y1,
-                       w[:, 4, :, None] * y2, chi * w[:, 5, :, None] * y2], dim=-1)  # (B, mul, 18)
+        v = torch.cat([w[:, 0], chi * w[:, 1], (w[:, 2, :, None] * y1).reshape(b, -1),
+                       chi * (w[:, 3, :, None] * y1).reshape(b, -1), (w[:, 4, :, None] * y2).reshape(b, -1),
+                       chi * (w[:, 5, :, None] * y2).reshape(b, -1)], dim=-1)
         counts = g.env_ptr[1:] - g.env_ptr[:-1]
         pair_of_env = torch.repeat_interleave(torch.arange(b, device=x.device), counts)
         ri, rj = g.env_ri.norm(dim=-1), g.env_rj.norm(dim=-1)
@@ -532,9 +521,7 @@ class ExchangeNet(nn.Module):
         for layer in self.layers:
             e = layer.environment(x, g, env_feats, y_i, y_j, cut, pair_of_env)
             x, v = layer(x, v, e)
-        r = self.readout
-        c = torch.cat([v[:, :, 0] @ r[0, :, None], torch.einsum("bum,u->bm", v[:, :, V_OFF[3]:V_OFF[4]], r[1]),
-                       torch.einsum("bum,u->bm", v[:, :, V_OFF[4]:V_OFF[5]], r[2])], dim=-1)
+        c = self.readout(v)
         c = c + torch.nn.functional.pad(self.scalar_head(x), (0, 8))
         return c * self.scale + self.shift
 

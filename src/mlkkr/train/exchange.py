@@ -2,8 +2,9 @@
 
 A trained model is a folder::
 
-    model.json       {"kind": "exchange", "mlkkr_version", "model": hyper-parameters, "training": ...,
-                      "species", "data": {sha256, n_records, split}, "metrics", "best_epoch", ...}
+    model.json       {"kind": "exchange", "format": FORMAT, "architecture": ARCHITECTURE, "mlkkr_version",
+                      "model": hyper-parameters, "training": ..., "species",
+                      "data": {sha256, n_records, split}, "metrics", "best_epoch", ...}
     weights.pt       state dict of the best epoch (lowest validation loss)
     checkpoint.pt    the full state after the last finished epoch (model, optimiser, scheduler,
                      early-stopping counters, history): what ``resume=True`` continues from
@@ -38,11 +39,21 @@ import torch
 from mlkkr import __version__ as MLKKR_VERSION
 from mlkkr.errors import InputError
 from mlkkr.models.baseline_exchange import DistanceSpeciesBaseline
-from mlkkr.models.exchange import ExchangeModelConfig, ExchangeNet, PairGraphs, build_graphs, tensor_stats
+from mlkkr.models.exchange import (
+    ARCHITECTURE,
+    ExchangeModelConfig,
+    ExchangeNet,
+    PairGraphs,
+    build_graphs,
+    tensor_stats,
+)
 from mlkkr.train.exchange_data import SPLITS, split_by_environment, validate_pairs
 from mlkkr.train.exchange_metrics import error_table
 
 KIND = "exchange"
+#: Version of the model folder's layout and weights. 2: e3nn's TensorProduct/Linear/Gate modules (weights
+#: of format 1, the hand-written tensor product, do not load).
+FORMAT = 2
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -240,8 +251,8 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     model_cfg.r_pair = float(max(model_cfg.r_pair, dmax))
     counts = np.diff(graphs.env_ptr)
     model_cfg.stats = tensor_stats(targets[split["train"]], counts[split["train"]])
-    settings = {"model": model_cfg.to_dict(), "training": asdict(cfg), "data_sha256": data_sha256,
-                "n_records": len(pairs)}
+    settings = {"architecture": ARCHITECTURE, "model": model_cfg.to_dict(), "training": asdict(cfg),
+                "data_sha256": data_sha256, "n_records": len(pairs)}
     folder.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
 
     torch.manual_seed(cfg.seed)
@@ -363,7 +374,8 @@ def _finish(folder: Path, pairs: Sequence[Any], graphs: PairGraphs, targets: np.
                 metrics[f"baseline_{name}"] = error_table(base.predict([pairs[i] for i in idx]), targets[idx])
     history = state["history"]
     meta = {
-        "kind": KIND, "mlkkr_version": MLKKR_VERSION, "model": model_cfg.to_dict(), "training": asdict(cfg),
+        "kind": KIND, "format": FORMAT, "architecture": ARCHITECTURE, "mlkkr_version": MLKKR_VERSION,
+        "model": model_cfg.to_dict(), "training": asdict(cfg),
         "species": model_cfg.species,
         "hosts": {str(p.host): np.asarray(p.cell).tolist() for p in pairs},
         "data": {"sha256": settings["data_sha256"], "n_records": len(pairs),
@@ -375,7 +387,7 @@ def _finish(folder: Path, pairs: Sequence[Any], graphs: PairGraphs, targets: np.
         "device": str(device), "units": {"tensor": "meV", "length": "angstrom"},
         "convention": "E = -sum_{i<j} e_i.J_ij.e_j (J > 0 ferromagnetic); J = Tr/3; D = (A_yz, A_zx, A_xy) of "
                       "A = (J_ij - J_ij^T)/2; S symmetric traceless",
-        "n_parameters": int(sum(p.numel() for p in net.parameters())),
+        "n_parameters": int(sum(p.numel() for p in net.parameters())), "network": net.describe(),
     }
     write_json(folder / "history.json", history)
     write_json(folder / "model.json", meta)
@@ -416,11 +428,21 @@ def load_model(folder: str | Path, device: str = "cpu", dtype: str | None = None
     meta = json.loads(meta_path.read_text())
     if meta.get("kind") != KIND:
         raise InputError("model.json:kind", meta.get("kind"), allowed=[KIND])
+    if meta.get("format") != FORMAT or meta.get("architecture") != ARCHITECTURE:
+        fmt = meta.get("format", 1)
+        arch = meta.get("architecture", "the hand-written tensor product")
+        raise InputError("model.json:format", fmt, allowed=[FORMAT],
+                         reason=f"{folder} holds a format {fmt} network ({arch}) that this mlkkr cannot load; "
+                                "retrain it")
     cfg = ExchangeModelConfig.from_dict(meta["model"])
     dev = resolve_device(device)
     net = ExchangeNet.build(cfg, DTYPES[dtype or meta["training"].get("dtype", "float32")])
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    # buffers are constants of the configuration (e3nn's Wigner 3j symbols and output masks, the radial
+    # frequencies, the scales): keep the ones just built in this dtype, exact also when it is wider
+    own = net.state_dict()
+    constants = set(own) - {name for name, _ in net.named_parameters()}
+    net.load_state_dict({**state, **{k: own[k] for k in constants}})
     net = net.to(dev)
     net.eval()
     baseline = None
