@@ -8,8 +8,13 @@
 * Embeddings: 1 – 4 defects of any of the 12 species of the element table on distinct random sites
   within ``box_radius`` of the origin (the first at the origin), screened self-consistently.
 
-Sample r of a run with seed S comes from ``numpy.random.default_rng([S, r])``, so every record can
-be regenerated alone from (seed, sample_index) and the sampler parameters stored with it.
+Sample r of a run with seed S comes from ``numpy.random.default_rng([S, r])`` (its own stream,
+``SeedSequence([S, r])``), so record r is a pure function of (seed, r) and the sampler, engine
+and host parameters stored with it: it can be regenerated alone, and a dataset can be computed in
+batches of any size — ``start=K, n=N`` gives records K … K+N−1, bit for bit the same records (same
+sample indices, same provenance, hence the same record ids) as rows K … K+N−1 of one run of
+``n ≥ K+N`` records. The tensor of a record does not depend on which other records share its
+batched solve (each cluster is solved on its own; a test checks it).
 """
 
 from __future__ import annotations
@@ -125,23 +130,37 @@ def _cell(engine: Engine) -> np.ndarray:
     return engine.host.lattice_constant * np.eye(3)
 
 
-def run_parameters(engine: Engine, sampler: Any, seed: int, n: int, **extra: Any) -> dict[str, Any]:
-    """Every parameter of a dataset run (stored in the file and in each record's provenance)."""
+#: Run parameters that say which records a run computed, not how a record was made: left out of each
+#: record's provenance, so a record (and its id) is the same whichever batch computed it.
+BATCH_KEYS = ("n", "start")
+
+
+def run_parameters(engine: Engine, sampler: Any, seed: int, n: int, start: int = 0, **extra: Any) -> dict[str, Any]:
+    """Every parameter of a dataset run (stored in the file; all but :data:`BATCH_KEYS` in each record)."""
     return {"source": "mlkkr.greens", "engine_version": ENGINE_VERSION, **engine.provenance(),
             "sampler": {"kind": type(sampler).__name__, **asdict(sampler)}, "seed": int(seed), "n": int(n),
-            **extra}
+            "start": int(start), **extra}
+
+
+def record_provenance(params: dict[str, Any]) -> dict[str, Any]:
+    """The provenance shared by every record of a run: its parameters without :data:`BATCH_KEYS`."""
+    return {k: v for k, v in params.items() if k not in BATCH_KEYS}
 
 
 def build_exchange(engine: Engine, n: int, seed: int, sampler: ExchangeSampler | None = None,
-                   progress: Progress = None, batch: int = 32) -> tuple[list[ExchangePair], dict[str, Any]]:
-    """``n`` exchange pairs from random co-doping configurations; returns (records, run parameters)."""
+                   progress: Progress = None, batch: int = 32, start: int = 0
+                   ) -> tuple[list[ExchangePair], dict[str, Any]]:
+    """Exchange pairs ``start`` … ``start + n − 1`` of the seed's stream of random co-doping configurations.
+
+    Returns (records, run parameters). Record r depends only on (seed, r), the sampler and the engine.
+    """
     sampler = sampler if sampler is not None else ExchangeSampler()
-    _check_n_seed(n, seed)
+    _check_n_seed(n, seed, start)
     sampler.validate(engine)
     engine.check_potentials(list(ELEMENTS))
-    params = run_parameters(engine, sampler, seed, n)
-    prov = {k: v for k, v in params.items() if k != "n"}
-    configs = [sampler.sample(np.random.default_rng([seed, r])) for r in range(n)]
+    params = run_parameters(engine, sampler, seed, n, start)
+    prov = record_provenance(params)
+    configs = [sampler.sample(np.random.default_rng([seed, start + r])) for r in range(n)]
     tensors = np.empty((n, 3, 3))
     by_size: dict[int, list[int]] = {}
     for r, (sp, _) in enumerate(configs):
@@ -161,22 +180,25 @@ def build_exchange(engine: Engine, n: int, seed: int, sampler: ExchangeSampler |
         out.append(ExchangePair(host=engine.host.name, species_i=sp[0], species_j=sp[1], position_i=sites[0] * a,
                                 position_j=sites[1] * a, tensor=tensors[r], environment_species=sp[2:],
                                 environment_positions=sites[2:] * a, cell=_cell(engine),
-                                provenance={**prov, "sample_index": r}))
+                                provenance={**prov, "sample_index": start + r}))
     return out, params
 
 
 def build_embeddings(engine: Engine, n: int, seed: int, sampler: EmbeddingSampler | None = None,
-                     scf: ScfParams | None = None, progress: Progress = None
+                     scf: ScfParams | None = None, progress: Progress = None, start: int = 0
                      ) -> tuple[list[ImpurityEmbedding], dict[str, Any]]:
-    """``n`` screened embeddings of random defect clusters; returns (records, run parameters)."""
+    """Screened embeddings ``start`` … ``start + n − 1`` of the seed's stream of random defect clusters.
+
+    Returns (records, run parameters). Record r depends only on (seed, r), the sampler, SCF and engine.
+    """
     sampler = sampler if sampler is not None else EmbeddingSampler()
     scf = scf if scf is not None else ScfParams()
-    _check_n_seed(n, seed)
+    _check_n_seed(n, seed, start)
     sampler.validate(engine, scf)
-    params = run_parameters(engine, sampler, seed, n, scf=scf.to_dict())
-    prov = {k: v for k, v in params.items() if k != "n"}
+    params = run_parameters(engine, sampler, seed, n, start, scf=scf.to_dict())
+    prov = record_provenance(params)
     out = []
-    for r in range(n):
+    for r in range(start, start + n):
         species, sites = sampler.sample(np.random.default_rng([seed, r]))
         defects = [Defect(s, tuple(int(x) for x in p)) for s, p in zip(species, sites, strict=True)]
         res = screen(engine, defects, scf)
@@ -195,11 +217,10 @@ def embedding_record(engine: Engine, defects: list[Defect], res: Any, provenance
                              converged=True, iterations=res.iterations, provenance=provenance)
 
 
-def _check_n_seed(n: int, seed: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise InputError("n", n, allowed="an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError("seed", seed, allowed="an integer >= 0")
+def _check_n_seed(n: int, seed: int, start: int = 0) -> None:
+    for name, value, low in (("n", n, 1), ("seed", seed, 0), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise InputError(name, value, allowed=f"an integer >= {low}")
 
 
 def exchange_records(engine: Engine, defects: list[Defect], results: list[Any],

@@ -15,6 +15,8 @@ columns that are needed.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,11 +99,19 @@ class Engine:
     host: the host (:func:`mlkkr.greens.hosts.make_host`).
     kgrid: k-grid parameters (:class:`KGrid`, or an int for the base n).
     contour: contour parameters; the contour runs from ``band bottom − contour.margin`` to E_F.
+    cache: keep the full G0 tables in the on-disk cache (:mod:`mlkkr.greens.cache`): ``True`` for the
+        default folder, or a folder; ``False`` (default) computes them in every process. Cached and
+        computed tables are bit-for-bit the same. ``MLKKR_NO_CACHE=1`` turns the cache off everywhere.
     """
 
     def __init__(self, host: Host, kgrid: int | KGrid | dict[str, Any] | None = None,
-                 contour: ContourParams | None = None) -> None:
+                 contour: ContourParams | None = None, *, cache: bool | str | os.PathLike[str] = False) -> None:
         self.host = host
+        self.cache = cache
+        #: how :meth:`tables` got the tables: "none" (not yet), "off", "hit", "miss" (computed and
+        #: stored), "error" (cache folder unusable: computed); ``table_seconds`` how long it took
+        self.cache_status = "none"
+        self.table_seconds = 0.0
         self.kgrid = make_kgrid(kgrid)
         self.contour_params = contour if contour is not None else ContourParams()
         lo, hi = host.band_range()
@@ -142,11 +152,34 @@ class Engine:
         return self.table_bytes() <= TABLE_BYTES
 
     def tables(self) -> dict[int, np.ndarray]:
-        """Full tables ``g[z, d1, d2, d3, a, b]`` (1/eV) per k-grid size n, computed once by FFT."""
+        """Full tables ``g[z, d1, d2, d3, a, b]`` (1/eV) per k-grid size n, computed once by FFT
+        (or loaded from the on-disk cache when ``cache`` is set, see :mod:`mlkkr.greens.cache`)."""
         if self._tables is None:
-            self._tables = {n: host_green(self.host, n, self.contour.z[idx], eig=self.eig(n))
-                            for n, idx in self._groups()}
+            from mlkkr.greens import cache as cache_mod
+
+            t0 = time.perf_counter()
+            folder = cache_mod.resolve_folder(self.cache)
+            if folder is None:
+                self._tables, self.cache_status = self._compute_tables(), "off"
+            else:
+                self._tables, self.cache_status = cache_mod.load_or_compute(folder, self.cache_key(),
+                                                                            self._compute_tables)
+            self.table_seconds = time.perf_counter() - t0
         return self._tables
+
+    def _compute_tables(self) -> dict[int, np.ndarray]:
+        return {n: host_green(self.host, n, self.contour.z[idx], eig=self.eig(n)) for n, idx in self._groups()}
+
+    def cache_key(self) -> dict[str, Any]:
+        """Everything the G0 tables depend on (the key of :mod:`mlkkr.greens.cache`): engine version, host,
+        k-grid settings, contour parameters and energies, the k-grid of every energy, the numerical stack."""
+        from mlkkr.greens import ENGINE_VERSION
+        from mlkkr.greens.cache import numerics
+
+        return {"what": "mlkkr.greens host G0 tables", "engine_version": ENGINE_VERSION,
+                "host": self.host.to_dict(), "kgrid": self.kgrid.to_dict(), "contour": self.contour_params.to_dict(),
+                "z": [[float(z.real), float(z.imag)] for z in self.contour.z],
+                "n_of_z": [int(n) for n in self.n_of_z], "numerics": numerics()}
 
     def g0(self, d: np.ndarray) -> np.ndarray:
         """``G0(d; z_k)`` for separations ``d`` (..., 3) in lattice units: shape (nz, ..., nb, nb)."""

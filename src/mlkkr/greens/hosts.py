@@ -88,6 +88,7 @@ class Host:
         self.has_soc = p.kind == "ti"
         self._hop = self._hoppings()
         self._vf: float | None = None
+        self._range: dict[int, tuple[float, float]] = {}
 
     # -- real space ---------------------------------------------------------------------------
     def _hoppings(self) -> dict[tuple[int, int, int], np.ndarray]:
@@ -136,10 +137,12 @@ class Host:
         q = self.p.params
         if self.kind == "metal":
             return -6.0 * abs(q["t"]), 6.0 * abs(q["t"])
-        k = 2 * np.pi * np.arange(n) / n
-        kk = np.stack(np.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3)
-        e = np.linalg.eigvalsh(self.hamiltonian(kk))
-        return float(e.min()), float(e.max())
+        if n not in self._range:  # computed once per host (make_host and Engine both ask)
+            k = 2 * np.pi * np.arange(n) / n
+            kk = np.stack(np.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3)
+            e = np.linalg.eigvalsh(self.hamiltonian(kk))
+            self._range[n] = (float(e.min()), float(e.max()))
+        return self._range[n]
 
     def velocity_operator(self, k: np.ndarray) -> np.ndarray:
         """``∂H/∂k_a`` (eV · lattice constant) for ``k`` (..., 3): shape (3, ..., nb, nb)."""

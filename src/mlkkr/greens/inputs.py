@@ -82,8 +82,11 @@ def load_input(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_input(data: dict[str, Any], task: str) -> RunSpec:
-    """Validate an input mapping for ``task`` ("exchange" or "embed") into a :class:`RunSpec`."""
+def parse_input(data: dict[str, Any], task: str, *, cache: bool = False) -> RunSpec:
+    """Validate an input mapping for ``task`` ("exchange" or "embed") into a :class:`RunSpec`.
+
+    ``cache``: the engine keeps its host tables in the on-disk cache (:mod:`mlkkr.greens.cache`).
+    """
     if task not in TASKS:
         raise InputError("task", task, allowed=TASKS)
     allowed = _COMMON + (("exchange",) if task == "exchange" else ())
@@ -120,7 +123,7 @@ def parse_input(data: dict[str, Any], task: str) -> RunSpec:
         if "pairs" in ex:
             pairs = _pairs(ex["pairs"], defects)
 
-    engine = Engine(host, kgrid, contour)
+    engine = Engine(host, kgrid, contour, cache=cache)
     engine.check_potentials([d.element for d in defects])
     sites = np.array([d.site for d in defects])
     span = sites.max(axis=0) - sites.min(axis=0) + (2 * scf.radius if screening else 0)
