@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import numpy as np
 import psutil
 import pytest
 from aiida import orm
@@ -48,7 +49,7 @@ def _assert_finished(node: orm.ProcessNode, services) -> None:
                                  f"{node.exit_message}\n{services.daemon_log()[-5000:]}")
 
 
-def test_fifty_pairs_in_five_jobs_with_the_daemon_stopped_midway(services):
+def test_fifty_pairs_in_five_jobs_with_the_daemon_stopped_midway(services, tmp_path, greens_cache_dir):
     """≥ 50 pairs in ≥ 5 parallel CalcJobs; the daemon is stopped while they run and started again."""
     builder = dataset_builder("exchange", 50, 10, services.computer, seed=11, parameters=CHEAP,
                               group="tests/fifty")
@@ -79,6 +80,31 @@ def test_fifty_pairs_in_five_jobs_with_the_daemon_stopped_midway(services):
     # every record is the batch's (seed, sample) record: the first batch reproduces in one process
     first = wc.outputs.batches["batch_0000"]
     assert first.record_ids == [f"exchange:{first.record_ids[0].split(':')[1]}:{i}" for i in range(10)]
+    # the batches together are `mlkkr data exchange --n 50 --seed 11` run at once: same ids, same tensors
+    _assert_union_is_one_run(wc, 50, 11, CHEAP, tmp_path)
+    # the jobs shared the host tables through the cache: at most one computed them
+    statuses = [j.outputs.summary["host_tables"]["cache"] for j in jobs]
+    assert set(statuses) <= {"hit", "miss"} and statuses.count("miss") <= 1, statuses
+    assert list(greens_cache_dir.glob("g0-*.bin"))
+
+
+def _assert_union_is_one_run(wc: orm.WorkflowNode, n: int, seed: int, params: dict, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from mlkkr.aiida.nodes import read_summary
+    from mlkkr.cli import main
+    from mlkkr.data import read_exchange
+
+    args = ["data", "exchange", "--n", str(n), "--seed", str(seed), "--no-progress", "-o", str(tmp_path / "all.h5")]
+    for key, value in sorted(params.items()):
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    direct = read_exchange(tmp_path / "all.h5")
+    batches = [wc.outputs.batches[k] for k in sorted(wc.outputs.batches)]
+    assert [i for b in batches for i in b.record_ids] == read_summary(tmp_path / "all.h5")["record_ids"]
+    tensors = np.concatenate([np.array([r.tensor for r in b.records()]) for b in batches])
+    assert tensors.tobytes() == np.array([r.tensor for r in direct]).tobytes()  # bit for bit
 
 
 def _job_of(wc: orm.WorkflowNode, batch: str, timeout: float = 240) -> orm.CalcJobNode:

@@ -32,17 +32,20 @@ def test_parameters_become_the_commands_options_or_fail_naming_the_key():
         model_command("magnets", "train_cmd")
 
 
-def test_batch_plan_covers_n_once_with_distinct_deterministic_seeds():
-    plan = batch_plan(1003, 100, 7)
+def test_batch_plan_covers_every_record_once():
+    plan = batch_plan(1003, 100)
     assert [n for _, n, _ in plan] == [100] * 10 + [3]
     assert [name for name, _, _ in plan][:2] == ["batch_0000", "batch_0001"]
-    assert len({s for _, _, s in plan}) == len(plan)
-    assert plan == batch_plan(1003, 100, 7) and plan[0][2] != batch_plan(1003, 100, 8)[0][2]
+    records = [k for _, n, start in plan for k in range(start, start + n)]
+    assert records == list(range(1003))  # each record in exactly one batch, in order
+    assert plan == batch_plan(1003, 100) and batch_plan(7, 3) == [("batch_0000", 3, 0), ("batch_0001", 3, 3),
+                                                                  ("batch_0002", 1, 6)]
 
 
 @pytest.mark.parametrize(("kind", "n", "batch", "seed", "params", "field"), [
     ("exchange", 0, 10, 0, {}, "n"), ("exchange", 10, 0, 0, {}, "batch_size"), ("exchange", 10, 5, -1, {}, "seed"),
     ("magnets", 10, 5, 0, {}, "kind"), ("exchange", 10, 5, 0, {"n": 3}, "parameters.n"),
+    ("exchange", 10, 5, 0, {"start": 3}, "parameters.start"),
     ("potential", 10, 5, 0, {"cutoff": 2.0}, "parameters.cutoff"),
 ])
 def test_dataset_inputs_are_checked(kind, n, batch, seed, params, field):

@@ -16,16 +16,16 @@ Entry points (group ``aiida.workflows``):
 * ``mlkkr.train_evaluate`` — :class:`TrainEvaluateWorkChain`: merge the datasets (calcfunction),
   train (restartable job), evaluate the model on the held-out split (job).
 
-Batch b of a dataset with seed S is ``mlkkr data <kind> --n n_b --seed s_b`` with
-``s_b = SeedSequence([S, b]).generate_state(1)[0]``: deterministic, so a restarted batch recomputes the
-same records with the same ids, and batches never share a record.
+Batch b of a dataset of N records with seed S in batches of B is ``mlkkr data <kind> --seed S
+--start b·B --n min(B, N − b·B)``: record k is a function of (S, k) only, so the batches together are
+exactly the records (ids, values) of ``mlkkr data <kind> --n N --seed S`` whatever B is, a restarted
+batch recomputes the same records, and batches never share a record.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, WorkChain, process_handler, while_
@@ -122,13 +122,10 @@ class TrainBaseWorkChain(_RestartKilled, BaseRestartWorkChain):
         return ProcessHandlerReport(do_break=True)
 
 
-def batch_plan(n: int, batch_size: int, seed: int) -> list[tuple[str, int, int]]:
-    """(name, records, seed) of each batch of a dataset of ``n`` records in batches of ``batch_size``."""
-    out = []
-    for b, start in enumerate(range(0, n, batch_size)):
-        seed_b = int(np.random.SeedSequence([seed, b]).generate_state(1, np.uint32)[0])
-        out.append((f"batch_{b:04d}", min(batch_size, n - start), seed_b))
-    return out
+def batch_plan(n: int, batch_size: int) -> list[tuple[str, int, int]]:
+    """(name, records, start) of each batch of a dataset of ``n`` records in batches of ``batch_size``:
+    batch b holds records ``start = b·batch_size`` … ``start + records − 1`` of the dataset's seed."""
+    return [(f"batch_{b:04d}", min(batch_size, n - start), start) for b, start in enumerate(range(0, n, batch_size))]
 
 
 def validate_dataset_inputs(kind: str, n: int, batch_size: int, seed: int, parameters: dict[str, Any],
@@ -140,7 +137,7 @@ def validate_dataset_inputs(kind: str, n: int, batch_size: int, seed: int, param
                               ("max_concurrent", max_concurrent, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(field, value, allowed=f"an integer >= {low}")
-    for key in ("n", "seed"):
+    for key in ("n", "seed", "start"):
         if key in parameters:
             raise InputError(f"parameters.{key}", parameters[key], reason=f"set {key} on the work chain, not here")
     to_argv(engine_command(f"data {kind}"), parameters)
@@ -171,9 +168,10 @@ class DatasetWorkChain(WorkChain):
         spec.input("batch_size", valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(100),
                    help="Records per engine job.")
         spec.input("seed", valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
-                   help="Seed of the dataset (batch b uses a seed derived from (seed, b)).")
+                   help="Seed of the dataset: every batch runs with it and its own --start, so the records do "
+                        "not depend on the batch size.")
         spec.input("parameters", valid_type=orm.Dict, serializer=orm.to_aiida_type, default=lambda: orm.Dict(),
-                   help="Further options of `mlkkr data <kind>` (host, kgrid, cutoff, ...), not n or seed.")
+                   help="Further options of `mlkkr data <kind>` (host, kgrid, cutoff, ...), not n, seed or start.")
         spec.input("code", valid_type=orm.AbstractCode, help="The `mlkkr` executable on the computer.")
         spec.input("options", valid_type=orm.Dict, serializer=orm.to_aiida_type, default=lambda: orm.Dict(),
                    help="metadata.options of every engine job (resources, max_wallclock_seconds, queue_name ...).")
@@ -198,7 +196,8 @@ class DatasetWorkChain(WorkChain):
 
     def setup(self) -> None:
         """Plan the batches."""
-        self.ctx.plan = batch_plan(self.inputs.n.value, self.inputs.batch_size.value, self.inputs.seed.value)
+        self.ctx.plan = batch_plan(self.inputs.n.value, self.inputs.batch_size.value)
+        self.ctx.plan_starts = True  # plan entries are (name, records, start), not a checkpoint's (…, seed)
         self.ctx.launched = 0
         self.ctx.wave = []
         self.report(f"{self.inputs.n.value} {self.inputs.kind.value} records in {len(self.ctx.plan)} batches")
@@ -212,12 +211,18 @@ class DatasetWorkChain(WorkChain):
         wave = self.ctx.plan[self.ctx.launched:self.ctx.launched + width]
         params = self.inputs.parameters.get_dict()
         options = self.inputs.options.get_dict()
-        for name, n_b, seed_b in wave:
+        seed = self.inputs.seed.value
+        command = orm.Str(f"data {self.inputs.kind.value}")  # one node, input of every batch
+        for name, n_b, third in wave:
+            if self.ctx.get("plan_starts", False):
+                batch = {"n": n_b, "seed": seed, "start": third}
+            else:  # planned by an older mlkkr (a checkpoint resumed after an upgrade): third is the batch's seed
+                batch = {"n": n_b, "seed": third}
             inputs = {
                 "calc": {
                     "code": self.inputs.code,
-                    "command": orm.Str(f"data {self.inputs.kind.value}"),
-                    "parameters": orm.Dict({**params, "n": n_b, "seed": seed_b}),
+                    "command": command,
+                    "parameters": orm.Dict({**params, **batch}),
                     "metadata": {"options": options, "label": name},
                 },
                 "max_iterations": self.inputs.max_iterations,

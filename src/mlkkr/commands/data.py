@@ -32,7 +32,7 @@ def _common(f):
     f = click.option("--kgrid", default=None, type=int, help="Base k points per direction [default: 24].")(f)
     f = click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Show a progress bar on stderr.")(f)
-    f = click.option("--cache/--no-cache", default=True, show_default=True,
+    f = click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
                      help="Keep the host's Green-function tables in the on-disk cache ($MLKKR_CACHE_DIR, else "
                           "~/.cache/mlkkr/greens; MLKKR_NO_CACHE=1 also disables it). Results are identical.")(f)
     return json_option(f)
@@ -78,7 +78,7 @@ def _host_tables(eng: Any) -> dict[str, Any]:
 @click.option("--max-others", default=3, show_default=True, help="At most this many other defects (0-3).")
 @click.option("--n-others", default=None, type=int, help="Exactly this many other defects (0-3).")
 @handle_errors
-def exchange(n: int, seed: int, start: int, output: str, host: str, kgrid: int | None, progress: bool, cache: bool,
+def exchange(n: int, seed: int, start: int, output: str, host: str, kgrid: int | None, progress: bool, use_cache: bool,
              as_json: bool, cutoff: float, env_radius: float, max_others: int, n_others: int | None) -> None:
     """Exchange tensors of random co-doped magnetic pairs (two 3d defects + 0-3 others)."""
     import numpy as np
@@ -87,7 +87,7 @@ def exchange(n: int, seed: int, start: int, output: str, host: str, kgrid: int |
     from mlkkr.data.h5io import write_exchange
 
     out = check_output(output)
-    eng = _engine(host, kgrid, cache)
+    eng = _engine(host, kgrid, use_cache)
     sampler = ExchangeSampler(cutoff=cutoff, env_radius=env_radius, max_others=max_others, n_others=n_others)
     t0 = time.perf_counter()
     with _bar(n, progress and not as_json, "exchange pairs") as bar:
@@ -123,7 +123,7 @@ def _human_exchange(s: dict[str, Any]) -> str:
               help="Defects lie within this distance of the first (lattice constants).")
 @click.option("--radius", default=None, type=float, help="Screening region radius (lattice constants) [default: 2].")
 @handle_errors
-def potential(n: int, seed: int, start: int, output: str, host: str, kgrid: int | None, progress: bool, cache: bool,
+def potential(n: int, seed: int, start: int, output: str, host: str, kgrid: int | None, progress: bool, use_cache: bool,
               as_json: bool, max_defects: int, box_radius: float, radius: float | None) -> None:
     """Self-consistent impurity potentials ΔV of random clusters of 1-4 defects (12 species)."""
     import numpy as np
@@ -133,7 +133,7 @@ def potential(n: int, seed: int, start: int, output: str, host: str, kgrid: int 
     from mlkkr.greens.scf import make_scf_params
 
     out = check_output(output)
-    eng = _engine(host, kgrid, cache)
+    eng = _engine(host, kgrid, use_cache)
     scf = make_scf_params(**({} if radius is None else {"radius": radius}))
     sampler = EmbeddingSampler(max_defects=max_defects, box_radius=box_radius)
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from mlkkr.errors import InputError
 
 _OUT = click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
                     help="HDF5 file to write (replaced atomically; nothing is left on error).")
-_CACHE = click.option("--cache/--no-cache", default=True, show_default=True,
+_CACHE = click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
                       help="Keep the host's Green-function tables in the on-disk cache ($MLKKR_CACHE_DIR, else "
                            "~/.cache/mlkkr/greens; MLKKR_NO_CACHE=1 also disables it). Results are identical.")
 
@@ -39,7 +39,7 @@ def engine() -> None:
 @_CACHE
 @json_option
 @handle_errors
-def exchange(input_file: str, output: str, cache: bool, as_json: bool) -> None:
+def exchange(input_file: str, output: str, use_cache: bool, as_json: bool) -> None:
     """Exchange tensors J_ij (meV) of the magnetic pairs of the cluster in INPUT."""
     from mlkkr.data.builders import exchange_records
     from mlkkr.data.h5io import write_exchange
@@ -47,7 +47,7 @@ def exchange(input_file: str, output: str, cache: bool, as_json: bool) -> None:
     from mlkkr.greens.inputs import load_input, parse_input
 
     out = check_output(output)
-    spec = parse_input(load_input(input_file), "exchange", cache=cache)
+    spec = parse_input(load_input(input_file), "exchange", cache=use_cache)
     results, scr = run_exchange(spec.engine, spec.defects, spec.pairs, spec.scf if spec.screening else None)
     prov = {"source": "mlkkr.greens", **spec.parameters}
     records = exchange_records(spec.engine, spec.defects, results, prov)
@@ -76,7 +76,7 @@ def _human_exchange(s: dict[str, Any]) -> str:
 @_CACHE
 @json_option
 @handle_errors
-def embed(input_file: str, output: str, cache: bool, as_json: bool) -> None:
+def embed(input_file: str, output: str, use_cache: bool, as_json: bool) -> None:
     """Self-consistent ΔV (eV) and Δn on every site around the defect cluster in INPUT."""
     from mlkkr.data.builders import embedding_record
     from mlkkr.data.h5io import write_embeddings
@@ -84,7 +84,7 @@ def embed(input_file: str, output: str, cache: bool, as_json: bool) -> None:
     from mlkkr.greens.inputs import load_input, parse_input
 
     out = check_output(output)
-    spec = parse_input(load_input(input_file), "embed", cache=cache)
+    spec = parse_input(load_input(input_file), "embed", cache=use_cache)
     res = run_embedding(spec.engine, spec.defects, spec.scf)
     prov = {"source": "mlkkr.greens", **spec.parameters}
     write_embeddings(out, [embedding_record(spec.engine, spec.defects, res, prov)], spec.parameters)
