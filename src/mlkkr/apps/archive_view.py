@@ -36,7 +36,8 @@ class ArchiveApp(LazyApp):
         self.item.add_class("mlkkr-catalog-item")
         self.item.observe(lambda _: self.show_details(), "value")
         self.details = ipw.HTML("")
-        self.import_button = ipw.Button(description="Import into my profile", icon="download", button_style="primary")
+        self.import_button = ipw.Button(description="Import into my profile", icon="download", button_style="primary",
+                                        layout={"width": "240px"})
         self.import_button.add_class("mlkkr-import")
         self.import_button.on_click(lambda _: self.import_selected())
         self.import_progress = Progress()
