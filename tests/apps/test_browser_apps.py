@@ -188,6 +188,7 @@ def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alic
     prediction.or_(page.locator(".mlkkr-field-predict .mlkkr-field-error:visible")).first.wait_for(timeout=5 * MINUTE)
     errors = page.locator(".mlkkr-field-predict .mlkkr-field-error")
     assert not errors.is_visible(), errors.inner_text()
+    page.locator(".mlkkr-prediction").scroll_into_view_if_needed()
     shot(page, "ml-training-predict")
 
 

@@ -246,8 +246,10 @@ class MlTrainingApp(LazyApp):
 
         species = list(self.model_node.meta.get("species") or MAGNETIC)
         magnetic = [s for s in species if s in MAGNETIC] or species
-        self.p_i = ipw.Dropdown(options=magnetic, description="species i", style=_WIDE)
-        self.p_j = ipw.Dropdown(options=magnetic, description="species j", style=_WIDE)
+        self.p_i = ipw.Dropdown(options=magnetic, value="Mn" if "Mn" in magnetic else magnetic[0],
+                                description="species i", style=_WIDE)
+        self.p_j = ipw.Dropdown(options=magnetic, value="Fe" if "Fe" in magnetic else magnetic[-1],
+                                description="species j", style=_WIDE)
         self.p_off = [ipw.IntText(value=v, description=d, layout={"width": "140px"}) for v, d in
                       zip((1, 0, 0), ("j at a₁ ×", "a₂ ×", "a₃ ×"), strict=True)]
         hosts = sorted(self.model_node.meta.get("hosts") or {"ti": None})
