@@ -18,7 +18,8 @@ Steps, all in this process:
 4. Throughput on the same test pairs. Reference: the engine's own exchange calculation
    (``mlkkr.greens.exchange.exchange_tensor_batch``, batched as the dataset builder does, CPU,
    single-threaded BLAS as the engine sets it), timed here; its tensors are checked against the file.
-   ML: end-to-end prediction from the records (graph building + network) on ``--device``.
+   ML: end-to-end prediction from the records (graph building + network) on ``--device``; with
+   ``--compile`` the network goes through ``torch.compile`` first (its compile time printed apart).
 5. Training time per epoch on ``--device`` (``--time-epochs`` fresh epochs), against the engine time
    for the same number of pairs.
 
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-epochs", type=int, default=1, help="fresh training epochs timed on --device (0: skip)")
     ap.add_argument("--engine-pairs", type=int, default=1000, help="test pairs the engine recomputes for timing")
     ap.add_argument("--batch", type=int, default=None, help="inference batch [default: 1024 CPU, 8192 GPU]")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the network for inference (nn.Module.compile, dynamic shapes); the compile "
+                         "time is reported separately, training epochs stay eager")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
@@ -155,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = model.meta
     if meta["data"]["sha256"] != sha:
         print(f"warning: {model_dir} was trained on other data; evaluating on all {len(pairs)} pairs")
-    figures["model"] = {"folder": str(model_dir), "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
+    print(f"model: {model_dir.name}, {meta.get('architecture')}, {meta['n_parameters']} parameters")
+    figures["model"] = {"folder": str(model_dir), "architecture": meta.get("architecture"),
+                        "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
                         "trained_on": meta["device"], "seconds_per_epoch_when_trained": meta["seconds_per_epoch"],
                         "n_parameters": meta["n_parameters"], "hyper": {k: meta["model"][k] for k in
                                                                         ("mul", "latent", "layers", "r_env", "r_host")}}
@@ -209,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         (eng_wall, eng_cpu), recomputed = timed(lambda: engine_throughput(engine, sub))
     err = float(np.abs(recomputed - np.array([p.tensor for p in sub])).max())
     batch = args.batch or (8192 if device.type == "cuda" else 1024)
-    model.predict(test_pairs[:batch])  # warm-up (allocations, CUDA context)
+    compile_s = None
+    if args.compile:
+        model.net.compile(dynamic=True)
+    t_warm = time.perf_counter()
+    model.predict(test_pairs[:batch])  # warm-up (allocations, CUDA context; the compilation with --compile)
+    if args.compile:
+        compile_s = time.perf_counter() - t_warm
     (ml_wall, ml_cpu), _ = timed(lambda: model.predict(test_pairs, batch_size=batch), device)
     graphs = model.graphs(test_pairs)
     (net_wall, net_cpu), _ = timed(lambda: predict_graphs(model.net, graphs, batch, device), device)
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         w, c = rates[key]
         print(f"  {label:<58} {w:10.1f} {c:10.1f} {rates[key][basis] / rates['engine'][basis]:7.1f}x")
     print(f"  (engine setup {setup:.1f} s once; its tensors vs the file: max |diff| {err:.1e} meV; goal >= 100x)")
+    if compile_s is not None:
+        print(f"  (network compiled by torch.compile: {compile_s:.1f} wall-s once, before the timing)")
     if built_rate:
         print(f"  engine while building the dataset: {built_rate:.1f} pairs/wall-s")
     speedup = rates["e3nn"][basis] / rates["engine"][basis]
@@ -236,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                              "ml_network_pairs_per_wall_s": rates["e3nn_network"][0],
                              "ml_network_pairs_per_cpu_s": rates["e3nn_network"][1], "speedup": speedup,
                              "basis": "wall" if basis == 0 else "cpu", "engine_setup_s": setup,
-                             "engine_check_max_abs_meV": err, "batch": batch}
+                             "engine_check_max_abs_meV": err, "batch": batch, "compiled": args.compile,
+                             "compile_wall_s": compile_s}
 
     # 5. training time per epoch on this device
     if args.time_epochs > 0:
