@@ -7,21 +7,29 @@ look for (see :mod:`mlkkr.apps.widgets`).
 
 from __future__ import annotations
 
-from pathlib import Path
-from types import ModuleType
-
 from playwright.sync_api import Locator, Page
 
 MINUTE = 60_000
 
+#: made in the user's profile for the ML and archive tests: a small exchange dataset from the engine
+DATASET_GROUP = "demo/exchange-pairs"
+MAKE_DATASET = """
+import subprocess, sys, tempfile
+from pathlib import Path
+from aiida import load_profile, orm
+load_profile()
+from mlkkr.aiida.nodes import DatasetData
+with tempfile.TemporaryDirectory() as tmp:
+    out = Path(tmp) / "pairs.h5"
+    subprocess.run([str(Path(sys.executable).with_name("mlkkr")), "data", "exchange", "--n", "{n}", "--seed", "3",
+                    "--kgrid", "16", "--no-progress", "-o", str(out)], check=True)
+    node = DatasetData(out).store()
+group, _ = orm.Group.collection.get_or_create("{group}")
+group.add_nodes([node])
+print("DATASET", node.pk, node.n_records)
+"""
 
-def root_conftest(config) -> ModuleType:
-    """tests/conftest.py as pytest loaded it (``import conftest`` is ambiguous with several conftest files)."""
-    path = str(Path(__file__).resolve().parents[1] / "conftest.py")
-    for plugin in config.pluginmanager.get_plugins():
-        if getattr(plugin, "__file__", None) == path:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
+
 
 
 def voila_url(hub_url: str, user: str, path: str) -> str:

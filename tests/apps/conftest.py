@@ -1,4 +1,4 @@
-"""Fixtures of the app tests: one hub for the module, a logged-in browser session per user, a dataset."""
+"""Fixtures of the app tests: one hub for the module, a logged-in browser session per user."""
 
 from __future__ import annotations
 
@@ -9,32 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: made in the user's profile for the ML and archive tests: a small exchange dataset from the engine
-DATASET_GROUP = "demo/exchange-pairs"
-MAKE_DATASET = """
-import subprocess, sys, tempfile
-from pathlib import Path
-from aiida import load_profile, orm
-load_profile()
-from mlkkr.aiida.nodes import DatasetData
-with tempfile.TemporaryDirectory() as tmp:
-    out = Path(tmp) / "pairs.h5"
-    subprocess.run([str(Path(sys.executable).with_name("mlkkr")), "data", "exchange", "--n", "{n}", "--seed", "3",
-                    "--kgrid", "16", "--no-progress", "-o", str(out)], check=True)
-    node = DatasetData(out).store()
-group, _ = orm.Group.collection.get_or_create("{group}")
-group.add_nodes([node])
-print("DATASET", node.pk, node.n_records)
-"""
-
-
-@pytest.fixture(scope="session")
-def root(pytestconfig):
-    """The module tests/conftest.py (its PASSWORD, aiida_run ...)."""
-    from appdriver import root_conftest
-
-    return root_conftest(pytestconfig)
-
 
 @pytest.fixture(scope="module")
 def apps_hub(hub_factory):
@@ -43,11 +17,10 @@ def apps_hub(hub_factory):
 
 
 @pytest.fixture(scope="module")
-def browser_session(chromium, root):
+def browser_session(chromium):
     """Make logged-in pages that live for the module: ``session(hub, user)`` signs up, logs in, waits for Lab."""
     from labdriver import login, signup, wait_for_lab
-
-    PASSWORD = root.PASSWORD
+    from support import PASSWORD
 
     contexts = []
 

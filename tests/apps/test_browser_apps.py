@@ -13,6 +13,8 @@ import json
 
 import pytest
 from appdriver import (
+    DATASET_GROUP,
+    MAKE_DATASET,
     MINUTE,
     click_button,
     field,
@@ -24,7 +26,6 @@ from appdriver import (
     wait_app,
 )
 
-from conftest import DATASET_GROUP, MAKE_DATASET  # tests/apps/conftest.py (this folder's)
 from labdriver import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,9 +43,11 @@ FAILED = ".mlkkr-progress-failed:not(.mlkkr-loading)"
 
 
 @pytest.fixture(scope="module")
-def aiida_run(root):
-    """Run Python code against a user's AiiDA profile (tests/conftest.py's helper, with more time)."""
-    return lambda home, code: root.aiida_run(home, code, timeout=600)
+def aiida_run():
+    """Run Python code against a user's AiiDA profile (tests/support.py's helper, with more time)."""
+    from support import aiida_run as run
+
+    return lambda home, code: run(home, code, timeout=600)
 
 
 REPORT = """
