@@ -24,7 +24,8 @@ next run with the same settings.
 * **Footprint**: an entry is the size of the tables (default TI host: 88 MiB; metal: 34 MiB; at
   most the engine's in-memory limit, 512 MiB). After each write the least recently used entries
   (loads refresh a file's time) are removed until the folder holds at most ``$MLKKR_CACHE_MAX_MB``
-  MiB (default 2048); temporary files left by killed writers are removed after an hour.
+  MiB (default 2048; the entry just written is always kept); temporary files left by killed
+  writers are removed after an hour.
 * **Off**: ``Engine(..., cache=False)`` (the library's default), ``--no-cache`` on the ``mlkkr``
   commands, or ``MLKKR_NO_CACHE=1`` in the environment (wins over everything). A cache folder that
   cannot be written is not an error: the tables are computed as without a cache.
