@@ -41,9 +41,15 @@ def hub_factory(tmp_path_factory):
         hub.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium driven by Playwright (never a downloaded browser).
+
+    Module-scoped on purpose: while Playwright's sync API is open its asyncio loop counts as running
+    in the main thread, and plumpy then refuses to run any AiiDA process in-process ("event loop is
+    running but no greenback portal"). Closing it after each browser module keeps the tests that run
+    calcfunctions (tests/archive, tests/aiida) independent of the order pytest runs the folders in.
+    """
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

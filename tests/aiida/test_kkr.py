@@ -26,18 +26,30 @@ def imported(services, tmp_path_factory):
     from aiida.tools.archive import import_archive
 
     tmp = tmp_path_factory.mktemp("kkr-archives")
+    groups = {}
     for name in ("scf_wc_Cu_simple.aiida", "jij.aiida", "kkrimp_full_wc.aiida"):
         copy = tmp / name
         shutil.copy(reference_archive(name), copy)
-        import_archive(copy)
+        groups[name] = orm.load_group(import_archive(copy))
     comp = services.computer
     codes = {}
     for label, plugin in (("voronoi", kkr.VORONOI), ("kkrhost", kkr.KKRHOST), ("kkrimp", kkr.KKRIMP)):
         codes[label] = orm.InstalledCode(computer=comp, filepath_executable=f"/opt/jukkr/bin/{label}.exe",
                                          default_calc_job_plugin=plugin, label=label).store()
-    scf = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_scf_wc"}).first()[0]
-    jij = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_jij_wc"}).first()[0]
-    imp = orm.QueryBuilder().append(orm.WorkflowNode, filters={"attributes.process_label": "kkr_imp_wc"}).first()[0]
+
+    def workflow(archive: str, label: str) -> orm.WorkflowNode:
+        # taken from that archive's import group: the shared profile may hold other archives' work
+        # chains of the same kind (jij.aiida has its own bcc-Fe kkr_scf_wc)
+        qb = orm.QueryBuilder().append(orm.Group, filters={"id": groups[archive].pk}, tag="g")
+        qb.append(orm.WorkflowNode, with_group="g", filters={"attributes.process_label": label},
+                  project="*").order_by({orm.WorkflowNode: {"id": "asc"}})
+        found = qb.all(flat=True)
+        assert len(found) == 1, f"{archive}: expected one {label}, found {len(found)}"
+        return found[0]
+
+    scf = workflow("scf_wc_Cu_simple.aiida", "kkr_scf_wc")
+    jij = workflow("jij.aiida", "kkr_jij_wc")
+    imp = workflow("kkrimp_full_wc.aiida", "kkr_imp_wc")
     return {"codes": codes, "cu_scf": scf, "fe_jij": jij, "zn_imp": imp}
 
 
