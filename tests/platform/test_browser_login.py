@@ -17,7 +17,8 @@ CELL_PROFILE = """from aiida import load_profile, orm
 import mlkkr
 profile = load_profile()
 computer = orm.load_computer('localhost')
-print('PROFILE', profile.name, profile.storage_backend, computer.label, computer.is_configured, mlkkr.__version__)"""
+print('PROFILE', profile.name, profile.storage_backend,
+      computer.label, computer.is_configured, mlkkr.__version__)"""
 
 CELL_CALC = """from aiida.engine import calcfunction
 
