@@ -43,8 +43,27 @@ _RESTARTABLE = ("ERROR_OUTPUT_MISSING", "ERROR_SCHEDULER_OUT_OF_MEMORY", "ERROR_
                 "ERROR_SCHEDULER_NODE_FAILURE")
 
 
-class _RestartKilled:
-    """Mixin for BaseRestartWorkChain: a child killed through AiiDA is run again (aiida-core aborts)."""
+class _RestartableJob(BaseRestartWorkChain):
+    """One CalcJob (``_process_class``) under BaseRestartWorkChain, its inputs exposed in the namespace
+    ``calc`` and its outputs returned; at most 3 runs by default, and a child killed through AiiDA is run
+    again (aiida-core aborts). Subclasses add the process handler for a job that died."""
+
+    @classmethod
+    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]
+        super().define(spec)
+        spec.expose_inputs(cls._process_class, namespace="calc")
+        spec.expose_outputs(cls._process_class)
+        spec.inputs["max_iterations"].default = lambda: orm.Int(3)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
+            cls.results,
+        )
+
+    def setup(self) -> None:
+        """The CalcJob's inputs, re-used by every run (a handler may add to them)."""
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(self._process_class, "calc"))
 
     def inspect_process(self):  # type: ignore[no-untyped-def]
         node = self.ctx.children[self.ctx.iteration - 1]
@@ -55,27 +74,10 @@ class _RestartKilled:
         return super().inspect_process()  # type: ignore[misc]
 
 
-class EngineBaseWorkChain(_RestartKilled, BaseRestartWorkChain):
+class EngineBaseWorkChain(_RestartableJob):
     """An engine job that is submitted again when its process dies without output."""
 
     _process_class = EngineCalculation
-
-    @classmethod
-    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]
-        super().define(spec)
-        spec.expose_inputs(EngineCalculation, namespace="calc")
-        spec.expose_outputs(EngineCalculation)
-        spec.inputs["max_iterations"].default = lambda: orm.Int(3)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
-
-    def setup(self) -> None:
-        """The CalcJob's inputs, re-used unchanged by every run."""
-        super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(EngineCalculation, "calc"))
 
     @process_handler(priority=500, exit_codes=[getattr(EngineCalculation.exit_codes, c) for c in _RESTARTABLE])
     def handle_job_died(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
@@ -85,27 +87,10 @@ class EngineBaseWorkChain(_RestartKilled, BaseRestartWorkChain):
         return ProcessHandlerReport(do_break=True)
 
 
-class TrainBaseWorkChain(_RestartKilled, BaseRestartWorkChain):
+class TrainBaseWorkChain(_RestartableJob):
     """A training job that resumes from its checkpoint when its process dies."""
 
     _process_class = TrainCalculation
-
-    @classmethod
-    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]
-        super().define(spec)
-        spec.expose_inputs(TrainCalculation, namespace="calc")
-        spec.expose_outputs(TrainCalculation)
-        spec.inputs["max_iterations"].default = lambda: orm.Int(3)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
-
-    def setup(self) -> None:
-        """The CalcJob's inputs; a restart adds the previous job's folder (resume)."""
-        super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(TrainCalculation, "calc"))
 
     @process_handler(priority=500, exit_codes=[getattr(TrainCalculation.exit_codes, c) for c in _RESTARTABLE])
     def handle_job_died(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
