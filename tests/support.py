@@ -10,6 +10,8 @@ import random
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -50,6 +52,23 @@ def kill_tree_under(path: Path) -> None:
                 proc.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+
+
+@contextmanager
+def greens_cache_at(folder: Path) -> Iterator[Path]:
+    """The engine's on-disk host-table cache in ``folder`` (``MLKKR_CACHE_DIR``, caching on) for the block;
+    both variables are restored after. Set before a daemon starts, its jobs inherit it."""
+    saved = {k: os.environ.get(k) for k in ("MLKKR_CACHE_DIR", "MLKKR_NO_CACHE")}
+    os.environ["MLKKR_CACHE_DIR"] = str(folder)
+    os.environ.pop("MLKKR_NO_CACHE", None)
+    try:
+        yield folder
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class RunningHub(HubProcess):

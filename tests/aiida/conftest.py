@@ -9,27 +9,18 @@ previous one is restored after), with ``localhost`` + ``mlkkr@localhost`` and a 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from mlkkr.errors import ServiceError
+from support import greens_cache_at
 
 
 @pytest.fixture(scope="session", autouse=True)
 def greens_cache_dir(tmp_path_factory):
     """The host-table cache of the engine jobs: a fresh folder (not ~/.cache), set before the daemon starts
     so that the daemon and the jobs it runs inherit it."""
-    folder = tmp_path_factory.mktemp("greens-cache")
-    saved = {k: os.environ.get(k) for k in ("MLKKR_CACHE_DIR", "MLKKR_NO_CACHE")}
-    os.environ["MLKKR_CACHE_DIR"] = str(folder)
-    os.environ.pop("MLKKR_NO_CACHE", None)
-    yield folder
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with greens_cache_at(tmp_path_factory.mktemp("greens-cache")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -4,29 +4,21 @@ which hold at any k-grid, and the default engines for the physics at converged s
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
 from mlkkr.greens import Engine, KGrid, make_host
 from mlkkr.greens import defects as defects_mod
 from mlkkr.greens import exchange as exchange_mod
+from support import greens_cache_at
 
 
 @pytest.fixture(scope="session", autouse=True)
 def greens_cache_dir(tmp_path_factory):
     """The on-disk host-table cache of every engine and command in these tests: a fresh folder, not the
     user's ~/.cache (the `mlkkr` commands cache by default)."""
-    folder = tmp_path_factory.mktemp("greens-cache")
-    saved = {k: os.environ.get(k) for k in ("MLKKR_CACHE_DIR", "MLKKR_NO_CACHE")}
-    os.environ["MLKKR_CACHE_DIR"] = str(folder)
-    os.environ.pop("MLKKR_NO_CACHE", None)
-    yield folder
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with greens_cache_at(tmp_path_factory.mktemp("greens-cache")) as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")
