@@ -25,36 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from _hubs import CHROMIUM_FLAGS, PASSWORD, free_port
 from playwright.sync_api import sync_playwright
 
 from mlkkr.hub.client import HubClient, HubProcess
 
 BIN = Path(sys.executable).parent
-PASSWORD = "bench-Green-2026"
 CHROMIUM = os.environ.get("MLKKR_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MINIMAL = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                       "source": ["import ipywidgets as w\n", "w.Button(description='ready')"]}],
            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
            "nbformat": 4, "nbformat_minor": 5}
 FIRST_WIDGET = ".mlkkr-app select:enabled, .mlkkr-app input:enabled, .mlkkr-app button:enabled"
-
-
-def free_port() -> int:
-    import random
-    import socket
-
-    for _ in range(200):
-        port = random.randint(20000, 40000)
-        try:
-            for offset in range(3):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 def kill_under(folder: Path) -> None:
