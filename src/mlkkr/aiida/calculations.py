@@ -141,15 +141,19 @@ class EngineCalculation(MlkkrCalcJob):
         return calcinfo
 
 
-def _validate_train(inputs: dict[str, Any], _: Any) -> str | None:
-    if "dataset" not in inputs:
-        return None
+def _model_parameters_error(kind: str, which: str, inputs: dict[str, Any]) -> str | None:
+    """The InputError message when ``parameters`` are not options of ``mlkkr <which> <kind>``, else None."""
     try:
-        to_argv(model_command(inputs["dataset"].kind, "train_cmd"),
-                inputs["parameters"].get_dict() if "parameters" in inputs else {})
+        to_argv(model_command(kind, which), inputs["parameters"].get_dict() if "parameters" in inputs else {})
     except InputError as exc:
         return str(exc)
     return None
+
+
+def _validate_train(inputs: dict[str, Any], _: Any) -> str | None:
+    if "dataset" not in inputs:
+        return None
+    return _model_parameters_error(inputs["dataset"].kind, "train_cmd", inputs)
 
 
 class TrainCalculation(MlkkrCalcJob):
@@ -194,12 +198,7 @@ def _validate_evaluate(inputs: dict[str, Any], _: Any) -> str | None:
     model, dataset = inputs["model"], inputs["dataset"]
     if model.kind != dataset.kind:
         return f"dataset: a {dataset.kind} dataset cannot evaluate a {model.kind} model"
-    try:
-        to_argv(model_command(model.kind, "evaluate_cmd"),
-                inputs["parameters"].get_dict() if "parameters" in inputs else {})
-    except InputError as exc:
-        return str(exc)
-    return None
+    return _model_parameters_error(model.kind, "evaluate_cmd", inputs)
 
 
 class EvaluateCalculation(MlkkrCalcJob):
