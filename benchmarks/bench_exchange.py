@@ -124,10 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mlkkr.data.h5io import read_exchange, read_parameters
+    from mlkkr.data.h5io import file_sha256, read_exchange, read_parameters
     from mlkkr.models.exchange import ExchangeModelConfig
     from mlkkr.train.exchange import TrainConfig, choose_split, evaluate, fit, load_model, resolve_device
-    from mlkkr.train.exchange_data import data_checksum
     from mlkkr.train.exchange_metrics import format_table
     from mlkkr.train.exchange_plots import parity_figure, write_parity  # plotly imported only when plotting
 
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. data
     path, built_rate = dataset(args.n, args.seed)
     pairs = read_exchange(path)
-    sha = data_checksum(str(path))
+    sha = file_sha256(path)
     params = read_parameters(path)
     print(f"dataset: {path.name}, {len(pairs)} pairs, sha256 {sha[:12]}…")
 

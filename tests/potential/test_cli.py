@@ -25,7 +25,7 @@ def model_dir(engine_file, tmp_path_factory):
 
 
 def test_model_folder(model_dir, engine_file):
-    from mlkkr.train.potential import file_sha256
+    from mlkkr.data.h5io import file_sha256
 
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["kind"] == "potential" and meta["mlkkr_version"]

@@ -34,13 +34,6 @@ GROUP_OF_SCHEMA = {"mlkkr.exchange": "exchange", "mlkkr.embedding": "embedding"}
 MODEL_JSON_ATTRIBUTE_LIMIT = 200_000
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (the same checksum ``mlkkr train`` records as the model's ``data.sha256``)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _strs(values: Any) -> list[str]:
@@ -95,6 +88,8 @@ class DatasetData(orm.SinglefileData):
 
     def __init__(self, file: str | Path, **kwargs: Any) -> None:
         """Wrap the HDF5 file at ``file`` (copied into the node's repository), checked and summarised."""
+        from mlkkr.data.h5io import file_sha256
+
         summary = read_summary(file)
         super().__init__(os.fspath(file), filename=self.FILENAME, **kwargs)
         self.base.attributes.set_many({

@@ -32,15 +32,14 @@ def from_archive(archive: str, output: str, env_cutoff: float, as_json: bool) ->
 
     from mlkkr import __version__
     from mlkkr.aiida.readers_jij import read_jij_archive
-    from mlkkr.data.h5io import write_exchange
+    from mlkkr.data.h5io import file_sha256, write_exchange
     from mlkkr.errors import InputError
-    from mlkkr.train.exchange_data import data_checksum
 
     out = Path(output)
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise InputError("--output", output, reason=f"folder {str(out.parent)!r} does not exist")
     pairs, summary = read_jij_archive(archive, env_cutoff)
-    params = {"source": "aiida-kkr archive", "archive": Path(archive).name, "archive_sha256": data_checksum(archive),
+    params = {"source": "aiida-kkr archive", "archive": Path(archive).name, "archive_sha256": file_sha256(archive),
               "env_cutoff": env_cutoff, "workflows": summary["workflows"], "mlkkr_version": __version__,
               "command": "mlkkr data from-archive"}
     write_exchange(out, pairs, params)

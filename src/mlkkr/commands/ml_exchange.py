@@ -26,12 +26,11 @@ def _floats(value: str, field: str, n: int) -> list[float]:
 
 
 def _read_data(path: str) -> tuple[list[Any], str]:
-    from mlkkr.data.h5io import read_exchange
-    from mlkkr.train.exchange_data import data_checksum
+    from mlkkr.data.h5io import file_sha256, read_exchange
 
     if not Path(path).is_file():
         raise InputError("--data", path, reason="no such file")
-    return read_exchange(path), data_checksum(path)
+    return read_exchange(path), file_sha256(path)
 
 
 @click.command("exchange")

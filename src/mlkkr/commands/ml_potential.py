@@ -91,9 +91,9 @@ def train_cmd(data_path: str, output: str, cutoff: float | None, n_max: int, n_m
               folds: int, test_fraction: float, seed: int, force: bool, progress: bool, as_json: bool) -> None:
     """Train a JL ridge model of ΔV (eV) on an embedding dataset; write the model folder."""
     from mlkkr import __version__
-    from mlkkr.data.h5io import read_parameters
+    from mlkkr.data.h5io import file_sha256, read_parameters
     from mlkkr.models.potential import DEFAULT_ALPHAS
-    from mlkkr.train.potential import file_sha256, train_potential
+    from mlkkr.train.potential import train_potential
 
     out = Path(output)
     if out.exists() and not force:
@@ -232,7 +232,8 @@ def _human_predict(s: dict[str, Any]) -> str:
 @handle_errors
 def evaluate_cmd(model: str, data_path: str, progress: bool, as_json: bool) -> None:
     """Errors of a potential MODEL on a dataset: MAE, RMSE, relative RMSE (eV), per nearest-defect species."""
-    from mlkkr.train.potential import evaluate, file_sha256
+    from mlkkr.data.h5io import file_sha256
+    from mlkkr.train.potential import evaluate
 
     mdl, meta = _load(model)
     records = _read_data(data_path)

@@ -46,6 +46,7 @@ folder and renamed into place (``os.replace``), so an error never leaves a half-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -67,6 +68,16 @@ _STR = h5py.string_dtype(encoding="utf-8")
 _LIBVER = ("earliest", "v110")
 UNITS = {"position": "angstrom", "cell": "angstrom", "tensor": "meV", "potential": "eV",
          "charge": "electrons"}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks: the dataset checksum that ``mlkkr train`` records in
+    model.json, ``mlkkr evaluate`` compares and DatasetData keeps as its ``sha256`` attribute."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def to_json(obj: Any) -> str:

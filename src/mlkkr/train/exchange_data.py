@@ -88,10 +88,3 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
     return result
 
 
-def data_checksum(path: str) -> str:
-    """SHA-256 of a dataset file (recorded in model.json, compared by ``evaluate``)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

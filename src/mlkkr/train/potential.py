@@ -9,10 +9,8 @@ is a random subset of whole embeddings.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -229,10 +227,3 @@ def evaluate(model: PotentialModel, records: Sequence[ImpurityEmbedding], host_s
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (the training-data checksum stored in model.json)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
