@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("mlkkr.commands.ml:evaluate", "Evaluate a trained model on a dataset (errors, parity plots)."),
     "archive": ("mlkkr.commands.archive:archive", "Publish, list, verify, import AiiDA archives (shared store)."),
     "run": ("mlkkr.commands.run:run", "Run datasets and trainings as AiiDA work chains on a computer."),
+    "jukkr": ("mlkkr.commands.jukkr:jukkr", "Build and check the JuKKR codes (voronoi, KKRhost, KKRimp)."),
 }
 
 
