@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml scripts/find-python.sh
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[test,deploy]'
 	$(BIN)/python -m pip check
+	$(BIN)/python -c 'from mlkkr.aiida.kkr_compat import write_pth; print("aiida-kkr fixes hooked:", write_pth())'
 	@test -x $(BIN)/configurable-http-proxy || npm install --silent -g --prefix $(VENV) configurable-http-proxy
 	@touch $@
 	@echo "installed: $$($(BIN)/mlkkr --version), proxy $$($(BIN)/configurable-http-proxy --version)"

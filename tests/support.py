@@ -25,6 +25,10 @@ CHROMIUM = os.environ.get("MLKKR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "kkr-Green-2026"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: the pinned JuKKR source tarball: $MLKKR_JUKKR_SOURCE, else ../shared/jukkr next to the repository
+JUKKR_SOURCE = Path(os.environ.get("MLKKR_JUKKR_SOURCE", ROOT.parent / "shared" / "jukkr"
+                                   / "jukkr-2a47b06b-src.tar.gz")).resolve()
 
 
 def free_port_block(size: int = 3) -> int:
@@ -99,6 +103,22 @@ class RunningHub(HubProcess):
     def stop(self) -> None:
         super().stop()
         kill_tree_under(self.data_dir)
+
+def jukkr_installation():
+    """The default JuKKR installation (``make install`` builds it); built from JUKKR_SOURCE when missing.
+
+    In CI a missing build fails: `make install` must have made it, and a test must not hide that."""
+    from mlkkr.jukkr.build import build, find_installation
+
+    inst = find_installation()
+    if inst is None or inst.problems():
+        if IN_CI:
+            raise AssertionError("no intact JuKKR build in the default prefix: `make install` builds it "
+                                 "(mlkkr jukkr build)")
+        build(source=JUKKR_SOURCE, progress=False)
+        inst = find_installation()
+    return inst
+
 
 def aiida_run(home: Path, code: str, timeout: float = 180) -> str:
     """Run Python ``code`` against the AiiDA profile of the user whose home is ``home``."""

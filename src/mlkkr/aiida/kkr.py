@@ -38,7 +38,10 @@ from aiida.common import AttributeDict
 from aiida.common.exceptions import MultipleObjectsError, NotExistent
 from aiida.engine import ProcessBuilder
 
+from mlkkr.aiida import kkr_compat
 from mlkkr.errors import InputError
+
+kkr_compat.install()  # the aiida-kkr 2.3.1 fixes, in this process too when the .pth hook is missing
 
 VORONOI, KKRHOST, KKRIMP = "kkr.voro", "kkr.kkr", "kkr.kkrimp"
 _DRY_RUN_LOCK = threading.Lock()

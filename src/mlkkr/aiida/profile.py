@@ -198,10 +198,13 @@ def ensure_profile(spec: ProfileSpec) -> dict[str, Any]:
     """Create the profile described by ``spec`` or repair it; return a report of what was done.
 
     Repairs: a missing default profile, an unmigrated storage schema, changed broker credentials, a
-    missing or unconfigured ``localhost`` computer, missing default options. Refuses (InputError) to
+    missing or unconfigured ``localhost`` computer, missing default options, missing or broken JuKKR
+    codes (``voronoi``/``kkrhost``/``kkrimp@localhost``, :mod:`mlkkr.aiida.jukkr_codes`). Refuses (InputError) to
     switch an existing profile's storage backend, since that would orphan the user's data.
     """
     from aiida.manage.configuration import create_profile, get_config, load_profile
+
+    from mlkkr.aiida.jukkr_codes import ensure_codes
 
     _check_reachable(spec)
     dirpath = config_dir()
@@ -250,6 +253,7 @@ def ensure_profile(spec: ProfileSpec) -> dict[str, Any]:
         profile = load_profile(spec.name, allow_switch=True)
         actions += _repair_storage(profile)
         actions += _ensure_localhost(dirpath / "scratch" / spec.name)
+        actions += ensure_codes()
     return {"profile": spec.name, "created": created, "config_dir": str(dirpath),
             "storage": storage_backend, "broker": broker_backend, "actions": actions}
 

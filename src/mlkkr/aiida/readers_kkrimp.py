@@ -407,6 +407,29 @@ def retrieved_text(retrieved: Any, name: str) -> str:
     raise InputError("retrieved", retrieved.pk, reason=f"no file {name!r} in the retrieved folder (or its tarball)")
 
 
+def provenance_text(calc: Any, name: str, max_depth: int = 100) -> str:
+    """A file retrieved by ``calc`` or, when it did not retrieve it, by the calculation whose remote folder
+    it started from (``parent_folder``), and so on up the chain.
+
+    aiida-kkr's KkrCalculation copies ``shapefun`` from its parent's remote folder without retrieving it:
+    the file lies in the retrieved folder of the VoronoiCalculation at the start of the chain.
+    """
+    node, seen = calc, []
+    for _ in range(max_depth):
+        seen.append(node.pk)
+        if "retrieved" in node.outputs:
+            try:
+                return retrieved_text(node.outputs.retrieved, name)
+            except InputError:
+                pass
+        parent = node.inputs.parent_folder if "parent_folder" in node.inputs else None
+        if parent is None or parent.creator is None:
+            break
+        node = parent.creator
+    raise InputError("retrieved", calc.pk, reason=f"no file {name!r} retrieved by calculation {calc.pk} or by "
+                     f"the calculations it started from ({', '.join(map(str, seen))})")
+
+
 def identify_converged_potential(node: Any) -> dict[str, Any]:
     """Which KKRimp step's ``out_potential`` a kkr_imp_wc's ``converged_potential`` output equals.
 
@@ -458,7 +481,7 @@ def read_kkrimp_potential(node: Any) -> KkrimpPotential:
     host_remote = neworder_wf.inputs.parent_calc_folder
     host_calc = host_remote.creator
     host_text = retrieved_text(host_calc.outputs.retrieved, settings.get("pot1") or "out_potential")
-    shapefun = retrieved_text(host_calc.outputs.retrieved, "shapefun")
+    shapefun = provenance_text(host_calc, "shapefun")
 
     imp_blocks = parse_potential(pot_text)
     host_blocks = parse_potential(host_text)

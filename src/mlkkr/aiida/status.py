@@ -1,6 +1,6 @@
 """Health of the user's AiiDA stack and hub, in the manner of ``verdi status``.
 
-:func:`collect` returns one :class:`Check` per component (profile, storage, broker, daemon, hub). A
+:func:`collect` returns one :class:`Check` per component (profile, storage, broker, daemon, JuKKR codes, hub). A
 component that is *down* makes :func:`exit_code` non-zero; *skipped* means not configured (e.g. no
 broker), which is not a failure.
 """
@@ -92,6 +92,26 @@ def _broker_and_daemon_checks(profile) -> list[Check]:
     return checks
 
 
+def _jukkr_check() -> Check:
+    """The JuKKR codes of the profile: down when installed but missing or broken in the profile."""
+    from mlkkr.aiida.jukkr_codes import report
+    from mlkkr.jukkr.build import find_installation
+
+    if find_installation() is None:
+        return Check("jukkr", WARNING, "no JuKKR build on this server (`mlkkr jukkr build`): real KKR "
+                     "calculations can run only on other computers")
+    try:
+        state = report()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check("jukkr", DOWN, f"cannot read the codes: {exc}")
+    from mlkkr.aiida.kkr_compat import hook_installed, pth_path
+
+    if state["ok"] and not hook_installed():
+        return Check("jukkr", DOWN, f"{state['detail']}; but the aiida-kkr fixes are not hooked into this "
+                     f"environment ({pth_path()} missing: reinstall mlkkr or run `make install`)")
+    return Check("jukkr", UP if state["ok"] else DOWN, state["detail"])
+
+
 def _hub_check(hub_url: str | None) -> Check:
     api = hub_url or os.environ.get("JUPYTERHUB_API_URL")
     if not api:
@@ -112,6 +132,7 @@ def collect(hub_url: str | None = None) -> list[Check]:
     if profile is not None:
         checks.append(_storage_check(profile))
         checks += _broker_and_daemon_checks(profile)
+        checks.append(_jukkr_check())
     checks.append(_hub_check(hub_url))
     return checks
 

@@ -33,18 +33,20 @@ def jukkr() -> None:
               help="The pinned source tarball [env MLKKR_JUKKR_SOURCE; default: download the pinned commit].")
 @click.option("--march", default="native", show_default=True,
               help="gfortran -march: native for this machine, x86-64-v2 (or v3) for images that travel.")
+@click.option("--code", "codes", multiple=True, type=click.Choice(["voronoi", "kkrhost", "kkrimp"]),
+              help="Build only these codes (repeat the option) [default: all three].")
 @click.option("--jobs", "-j", type=int, default=None, help="Parallel compile jobs [default: the CPU count].")
 @click.option("--force", is_flag=True, help="Rebuild even when the installation is up to date.")
 @json_option
 @handle_errors
-def build(prefix, source, march, jobs, force, as_json):
+def build(prefix, source, march, codes, jobs, force, as_json):
     """Build voronoi, KKRhost and KKRimp from the pinned source into the prefix (idempotent)."""
     from mlkkr.jukkr.build import BuildOptions
     from mlkkr.jukkr.build import build as run_build
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    report = run_build(prefix, source, BuildOptions(march=march), jobs=jobs, force=force, progress=not as_json,
-                       say=say)
+    options = BuildOptions(march=march, codes=tuple(codes) or BuildOptions.codes)
+    report = run_build(prefix, source, options, jobs=jobs, force=force, progress=not as_json, say=say)
     if as_json:
         emit(report, True)
 
