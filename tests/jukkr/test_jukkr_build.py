@@ -12,8 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from mlkkr import jukkr
 from mlkkr.jukkr.build import find_installation
 from mlkkr.jukkr.source import file_sha256

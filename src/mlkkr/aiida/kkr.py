@@ -150,14 +150,157 @@ def host_remote(host: orm.Node) -> orm.RemoteData:
 
 
 def options_dict(resources: dict[str, Any] | None = None, max_wallclock_seconds: int = 3600,
-                 queue_name: str = "", withmpi: bool = True, custom_scheduler_commands: str = "",
+                 queue_name: str = "", withmpi: bool | None = None, custom_scheduler_commands: str = "",
                  **extra: Any) -> dict[str, Any]:
-    """The ``options`` input of the aiida-kkr work chains (scheduler resources and settings)."""
-    if not isinstance(max_wallclock_seconds, int) or max_wallclock_seconds < 1:
+    """The ``options`` input of the aiida-kkr work chains (scheduler resources and settings).
+
+    ``withmpi`` None: taken from the code when the builder has it (``with_mpi`` of the InstalledCode;
+    the codes mlkkr builds here are serial), else True as aiida-kkr assumes.
+    """
+    if isinstance(max_wallclock_seconds, bool) or not isinstance(max_wallclock_seconds, int) \
+            or max_wallclock_seconds < 1:
         raise InputError("max_wallclock_seconds", max_wallclock_seconds, allowed="a positive integer (s)")
-    return {"resources": dict(resources or {"num_machines": 1}), "max_wallclock_seconds": max_wallclock_seconds,
-            "queue_name": queue_name, "withmpi": withmpi, "custom_scheduler_commands": custom_scheduler_commands,
-            **extra}
+    out = {"resources": dict(resources or {"num_machines": 1}), "max_wallclock_seconds": max_wallclock_seconds,
+           "queue_name": queue_name, "custom_scheduler_commands": custom_scheduler_commands, **extra}
+    if withmpi is not None:
+        out["withmpi"] = bool(withmpi)
+    return out
+
+
+def _options_for(code: orm.AbstractCode, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` with ``withmpi`` set from the code when not given (aiida refuses a mismatch)."""
+    out = dict(options or options_dict())
+    if out.get("withmpi") is None:
+        with_mpi = getattr(code, "with_mpi", None)
+        out["withmpi"] = True if with_mpi is None else bool(with_mpi)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def _check_number(field: str, value: Any, lo: float, hi: float, integer: bool = False, unit: str = "") -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
+        raise InputError(field, value, allowed=f"{'an integer' if integer else 'a number'} from {lo:g} to "
+                         f"{hi:g}{' ' + unit if unit else ''}")
+
+
+def local_site_limit() -> int:
+    """Sites per cell that this server's own computer takes (``$MLKKR_JUKKR_MAX_LOCAL_SITES``, default 4):
+    KKRhost's cost grows with the cube of the sites, and a user server has a couple of cores."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("MLKKR_JUKKR_MAX_LOCAL_SITES", "4")))
+    except ValueError:
+        return 4
+
+
+def is_local(code: orm.AbstractCode) -> bool:
+    """The code runs on this server (local transport, direct scheduler)."""
+    computer = code.computer
+    return computer.transport_type == "core.local" and computer.scheduler_type == "core.direct"
+
+
+@dataclass
+class HostSettings:
+    """The host SCF (``kkr_scf_wc``): defaults that converge fcc Cu and bcc Fe at lmax 2 in about a minute here.
+
+    lmax: angular-momentum cut-off; nspin: 1 or 2 (2 is needed for magnetic impurities later);
+    kmesh: the fine k-mesh per direction (kkr_scf_wc first pre-converges on 10³); convergence: the rms
+    error of the potential at which the SCF stops; max_iterations: KKRhost iterations in all;
+    mag_init: start with a magnetic moment (bcc Fe); mixing_threshold: Broyden mixing once the rms is
+    below it (None: 5, from the first iteration, for a non-magnetic start — fcc Cu in 43 instead of 62
+    iterations against 0.3 —, and 0.3 with ``mag_init``: bcc Fe in 64 iterations, 108 s, where Broyden
+    from the start had not converged after 150);
+    dos: compute the DOS of the converged host (aiida-kkr's ``check_dos``: one more KKRhost run).
+    """
+
+    lmax: int = 2
+    nspin: int = 2
+    kmesh: int = 20
+    convergence: float = 1e-6
+    max_iterations: int = 250
+    mag_init: bool = False
+    mixing_threshold: float | None = None
+    dos: bool = False
+
+    NSTEPS = 50  # KKRhost iterations per calculation (aiida-kkr's nsteps)
+
+    def check(self) -> None:
+        _check_number("lmax", self.lmax, 1, 4, integer=True)
+        if self.nspin not in (1, 2) or isinstance(self.nspin, bool):
+            raise InputError("nspin", self.nspin, allowed=[1, 2])
+        _check_number("kmesh", self.kmesh, 4, 60, integer=True, unit="k points per direction")
+        _check_number("convergence", self.convergence, 1e-10, 1e-2, unit="(rms of the potential)")
+        _check_number("max_iterations", self.max_iterations, 10, 2000, integer=True)
+        for name in ("mag_init", "dos"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(name, getattr(self, name), allowed=[True, False])
+        if self.mixing_threshold is not None:
+            _check_number("mixing_threshold", self.mixing_threshold, 1e-6, 100)
+
+    @property
+    def threshold(self) -> float:
+        if self.mixing_threshold is not None:
+            return float(self.mixing_threshold)
+        return 0.3 if self.mag_init else 5.0
+
+    def parameters(self) -> dict[str, Any]:
+        return {"LMAX": self.lmax, "NSPIN": self.nspin, "RMAX": 7.0, "GMAX": 65.0}
+
+    def wf_parameters(self) -> dict[str, Any]:
+        return {"convergence_criterion": float(self.convergence), "mag_init": self.mag_init,
+                "check_dos": self.dos, "threshold_aggressive_mixing": self.threshold,
+                "nsteps": min(self.NSTEPS, self.max_iterations),
+                "kkr_runmax": max(1, -(-self.max_iterations // self.NSTEPS)),
+                "convergence_setting_fine": {"npol": 5, "n1": 7, "n2": 29, "n3": 7, "tempr": 600.0,
+                                             "kmesh": [self.kmesh] * 3}}
+
+
+#: 3d/4f elements started with a moment in the impurity SCF (when the host has NSPIN 2)
+MAGNETIC = ("V", "Cr", "Mn", "Fe", "Co", "Ni", "Gd")
+#: the energy contour of a host-GF write-out for a one-atom cluster: gfortran builds of KKRhost stop in
+#: main1b ("Write exceeds length of DIRECT access record", kkrflex_green) above 19 points
+ONE_ATOM_CONTOUR = {"NPOL": 5, "NPT1": 3, "NPT2": 7, "NPT3": 3}
+
+
+@dataclass
+class ImpuritySettings:
+    """The impurity embedding (``kkr_imp_wc``): a cluster of ``radius`` Å around the impurity site.
+
+    radius 2.5 Å in fcc Cu (a = 3.61 Å) is the impurity alone (≈ 20 s here); 2.6 Å adds its 12 nearest
+    neighbours (minutes). convergence: rms of the impurity potential; max_iterations: KKRimp
+    iterations in all; strmix / mixing_threshold: simple mixing, then Broyden below that rms (0.01 and
+    0.1 converge Fe in Cu with its neighbours; aiida-kkr's 0.05 oscillates); mag_init: start with a
+    moment (None: for V, Cr, Mn, Fe, Co, Ni, Gd on a spin-polarised host).
+    """
+
+    radius: float = 2.5
+    convergence: float = 1e-6
+    max_iterations: int = 150
+    strmix: float = 0.01
+    mixing_threshold: float = 0.1
+    mag_init: bool | None = None
+
+    NSTEPS = 50
+
+    def check(self, local: bool = False) -> None:
+        _check_number("radius", self.radius, 0.1, 6.0 if local else 20.0, unit="Å")
+        _check_number("convergence", self.convergence, 1e-10, 1e-2)
+        _check_number("max_iterations", self.max_iterations, 5, 2000, integer=True)
+        _check_number("strmix", self.strmix, 1e-4, 1.0)
+        _check_number("mixing_threshold", self.mixing_threshold, 1e-6, 100)
+        if self.mag_init is not None and not isinstance(self.mag_init, bool):
+            raise InputError("mag_init", self.mag_init, allowed=[True, False, None])
+
+    def wf_parameters(self, magnetic: bool) -> dict[str, Any]:
+        return {"convergence_criterion": float(self.convergence), "strmix": float(self.strmix),
+                "threshold_aggressive_mixing": float(self.mixing_threshold),
+                "nsteps": min(self.NSTEPS, self.max_iterations),
+                "kkr_runmax": max(1, -(-self.max_iterations // self.NSTEPS)),
+                "mag_init": bool(magnetic if self.mag_init is None else self.mag_init)}
 
 
 @dataclass(frozen=True)
@@ -166,7 +309,7 @@ class Impurity:
 
     element: str
     site: int = 0
-    radius: float = 4.0
+    radius: float = 2.5
 
     @property
     def z(self) -> int:
@@ -182,65 +325,138 @@ class Impurity:
         """aiida-kkr's ``impurity_info`` (Zimp, ilayer_center, Rcut in Å)."""
         return {"Zimp": [float(self.z)], "ilayer_center": int(self.site), "Rcut": float(self.radius)}
 
-    def check(self, structure: orm.StructureData) -> None:
+    def check(self, structure: orm.StructureData, local: bool = False) -> None:
         _ = self.z
         if isinstance(self.site, bool) or not isinstance(self.site, int) or not 0 <= self.site < len(structure.sites):
             raise InputError("impurity.site", self.site, allowed=f"a site index 0 … {len(structure.sites) - 1}")
-        if not 0 < self.radius <= 20:
-            raise InputError("impurity.radius", self.radius, allowed="a cluster radius in Å, 0 < r ≤ 20")
+        limit = 6.0 if local else 20.0
+        if isinstance(self.radius, bool) or not isinstance(self.radius, int | float) or not 0 < self.radius <= limit:
+            raise InputError("impurity.radius", self.radius,
+                             allowed=f"a cluster radius in Å, 0 < r ≤ {limit:g}"
+                                     + (" on this server (larger clusters: an HPC computer)" if local else ""))
+
+    def cluster_size(self, structure: orm.StructureData) -> int:
+        """Atoms of the impurity cluster: the site and every periodic image within ``radius``."""
+        from ase.neighborlist import neighbor_list
+
+        atoms = structure.get_ase()
+        first = neighbor_list("i", atoms, float(self.radius), self_interaction=False)
+        return 1 + int(np.count_nonzero(first == self.site))
 
 
 # ------------------------------------------------------------------------------------------- builders
 
+#: converged hosts (kkr_scf_wc) submitted by mlkkr, offered for reuse by the KKR launcher and the CLI
+HOSTS_GROUP = "mlkkr/kkr-hosts"
+
 
 def host_scf_builder(structure: orm.StructureData, voronoi: orm.AbstractCode | str, kkr: orm.AbstractCode | str, *,
-                     parameters: dict[str, Any] | None = None, wf_parameters: dict[str, Any] | None = None,
-                     options: dict[str, Any] | None = None, label: str = "") -> ProcessBuilder:
+                     settings: HostSettings | None = None, parameters: dict[str, Any] | None = None,
+                     wf_parameters: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                     label: str = "") -> ProcessBuilder:
     """``kkr_scf_wc`` from a structure: voronoi starting potential, then KKRhost to self-consistency.
 
-    ``parameters``: KKR parameters (``LMAX``, ``NSPIN``, ``BZDIVIDE`` …; aiida-kkr's defaults fill the rest);
-    ``wf_parameters``: overrides of ``kkr_scf_wc.get_wf_defaults()``; ``options``: :func:`options_dict`.
+    ``settings``: :class:`HostSettings` (the defaults converge fcc Cu and bcc Fe here); ``parameters``:
+    more KKR parameters (``LMAX``, ``NSPIN``, ``BZDIVIDE`` …), over the settings'; ``wf_parameters``:
+    overrides of ``kkr_scf_wc.get_wf_defaults()``; ``options``: :func:`options_dict`.
     """
     from aiida_kkr.workflows import kkr_scf_wc
 
-    params = check_parameters(parameters)
+    settings = settings or HostSettings()
+    settings.check()
+    params = check_parameters({**settings.parameters(), **(parameters or {})})
     check_structure(structure, params)
+    voro_code = resolve_code(voronoi, VORONOI, "voronoi")
+    kkr_code = resolve_code(kkr, KKRHOST, "kkr")
+    limit = local_site_limit()
+    if is_local(kkr_code) and len(structure.sites) > limit:
+        raise InputError("structure", structure.get_formula(),
+                         reason=f"{len(structure.sites)} sites in the cell: JuKKR on this server takes at most {limit} "
+                                "(KKRhost's cost grows with the cube of the sites); use the codes of an HPC computer")
     wf_default, _ = kkr_scf_wc.get_wf_defaults(silent=True)
-    wf = _merge_known(dict(wf_default), wf_parameters, "wf_parameters")
+    wf = _merge_known(dict(wf_default), {**settings.wf_parameters(), **(wf_parameters or {})}, "wf_parameters")
     builder = kkr_scf_wc.get_builder()
     builder.structure = structure
-    builder.voronoi = resolve_code(voronoi, VORONOI, "voronoi")
-    builder.kkr = resolve_code(kkr, KKRHOST, "kkr")
+    builder.voronoi = voro_code
+    builder.kkr = kkr_code
     builder.calc_parameters = orm.Dict(_with_kkr_defaults(params))
     builder.wf_parameters = orm.Dict(wf)
-    builder.options = orm.Dict(options or options_dict())
+    builder.options = orm.Dict(_options_for(kkr_code, options))
     builder.metadata.label = label or f"host SCF {structure.get_formula()}"
     return builder
 
 
+def host_state(host: orm.Node) -> dict[str, Any]:
+    """Convergence of a host: ``{"converged", "rms", "fermi_energy_ry", "nspin"}`` (None when unknown)."""
+    remote = host_remote(host)
+    calc = remote.creator
+    out = calc.outputs.output_parameters.get_dict() if "output_parameters" in calc.outputs else {}
+    state = {"converged": None, "rms": out.get("convergence_group", {}).get("rms"),
+             "fermi_energy_ry": out.get("fermi_energy"), "nspin": out.get("nspin"),
+             "total_spin_moment": (out.get("magnetism_group") or {}).get("total_spin_moment")}
+    if isinstance(host, orm.WorkflowNode) and "output_kkr_scf_wc_ParameterResults" in host.outputs:
+        state["converged"] = bool(host.outputs.output_kkr_scf_wc_ParameterResults.get_dict().get("convergence_reached"))
+    elif "convergence_group" in out:
+        state["converged"] = bool(out["convergence_group"].get("calculation_converged"))
+    return state
+
+
+def _check_converged(host: orm.Node, state: dict[str, Any]) -> None:
+    if state["converged"] is False:
+        raise InputError("host", getattr(host, "pk", host),
+                         reason=f"the host did not converge (last rms {state['rms']}): embed impurities only in a "
+                                "converged host — rerun its SCF with more iterations or a looser criterion")
+
+
 def impurity_builder(host: orm.Node, impurity: Impurity, kkr: orm.AbstractCode | str,
                      voronoi: orm.AbstractCode | str, kkrimp: orm.AbstractCode | str, *,
-                     wf_parameters: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                     params_kkr_overwrite: dict[str, Any] | None = None, label: str = "") -> ProcessBuilder:
-    """``kkr_imp_wc``: embed ``impurity`` in the converged host ``host`` (kkr_scf_wc, KkrCalculation or remote)."""
+                     settings: ImpuritySettings | None = None, wf_parameters: dict[str, Any] | None = None,
+                     options: dict[str, Any] | None = None, params_kkr_overwrite: dict[str, Any] | None = None,
+                     label: str = "") -> ProcessBuilder:
+    """``kkr_imp_wc``: embed ``impurity`` in the converged host ``host`` (kkr_scf_wc, KkrCalculation or remote).
+
+    Besides aiida-kkr's inputs it sets: the Fermi level of the impurity's starting potential to the
+    host's (``voro_params_overwrite = {"EFSET": E_F}``: aiida-kkr 2.3.1 writes ``EF_SET``, which voronoi
+    ignores), the 18-point write-out contour of :data:`ONE_ATOM_CONTOUR` for a one-atom cluster, and
+    ``mag_init`` for magnetic elements; it refuses a host that did not converge, and a magnetic
+    impurity in a host converged without spin polarisation (KKRimp stops on it).
+    """
     from aiida_kkr.tools.find_parent import find_parent_structure
     from aiida_kkr.workflows import kkr_imp_wc
 
+    settings = settings or ImpuritySettings()
     remote = host_remote(host)
+    state = host_state(host)
+    _check_converged(host, state)
     structure, _ = find_parent_structure(remote)
-    impurity.check(structure)
+    kkr_code = resolve_code(kkr, KKRHOST, "kkr")
+    impurity.check(structure, local=is_local(kkr_code))
+    settings.check(local=is_local(kkr_code))
+    magnetic = impurity.element in MAGNETIC if settings.mag_init is None else settings.mag_init
+    if magnetic and state["nspin"] == 1:
+        if settings.mag_init:
+            raise InputError("host", getattr(host, "pk", host),
+                             reason=f"a magnetic start ({impurity.element}) needs a spin-polarised host: this one "
+                                    "was converged with NSPIN 1; rerun the host SCF with nspin 2")
+        magnetic = False  # a non-magnetic start in a non-magnetic host: KKRimp can run it
     _, wf_default, voro_default = kkr_imp_wc.get_wf_defaults(silent=True)
+    overwrite = dict(params_kkr_overwrite or {})
+    if impurity.cluster_size(structure) == 1:
+        overwrite = {**ONE_ATOM_CONTOUR, **overwrite}
     builder = kkr_imp_wc.get_builder()
     builder.remote_data_host = remote
-    builder.kkr = resolve_code(kkr, KKRHOST, "kkr")
+    builder.kkr = kkr_code
     builder.voronoi = resolve_code(voronoi, VORONOI, "voronoi")
     builder.kkrimp = resolve_code(kkrimp, KKRIMP, "kkrimp")
     builder.impurity_info = orm.Dict(impurity.impurity_info())
-    builder.wf_parameters = orm.Dict(_merge_known(dict(wf_default), wf_parameters, "wf_parameters"))
+    builder.wf_parameters = orm.Dict(_merge_known(dict(wf_default), {**settings.wf_parameters(magnetic),
+                                                                     **(wf_parameters or {})}, "wf_parameters"))
     builder.voro_aux_parameters = orm.Dict(dict(voro_default))
-    builder.options = orm.Dict(options or options_dict())
-    if params_kkr_overwrite:
-        builder.params_kkr_overwrite = orm.Dict(check_parameters(params_kkr_overwrite, "params_kkr_overwrite"))
+    if state["fermi_energy_ry"] is not None:
+        builder.voro_params_overwrite = orm.Dict({"EFSET": float(state["fermi_energy_ry"])})
+    builder.options = orm.Dict(_options_for(kkr_code, options))
+    if overwrite:
+        builder.params_kkr_overwrite = orm.Dict(check_parameters(overwrite, "params_kkr_overwrite"))
     builder.metadata.label = label or f"{impurity.element} in {structure.get_formula()} (site {impurity.site})"
     return builder
 
@@ -249,31 +465,37 @@ def jij_builder(host: orm.Node, kkr: orm.AbstractCode | str, *, radius: float = 
                 sites_i: list[int] | None = None, sites_j: list[int] | None = None,
                 accuracy: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                 params_kkr_overwrite: dict[str, Any] | None = None, label: str = "") -> ProcessBuilder:
-    """``kkr_jij_wc``: exchange interactions up to ``radius`` Å of the converged host ``host``."""
+    """``kkr_jij_wc``: exchange interactions up to ``radius`` Å of the converged, magnetic host ``host``."""
     from aiida_kkr.tools.find_parent import find_parent_structure
     from aiida_kkr.workflows import kkr_jij_wc
 
     remote = host_remote(host)
+    state = host_state(host)
+    _check_converged(host, state)
     structure, _ = find_parent_structure(remote)
     _check_jij_parent(remote)
-    if not 0 < radius <= 30:
+    moment = abs(state["total_spin_moment"] or 0.0)
+    if state["nspin"] == 1 or moment < 0.05:
+        raise InputError("host", getattr(host, "pk", host), reason="J_ij needs a magnetic host converged with "
+                         f"NSPIN 2 and mag_init; this one has NSPIN {state['nspin']} and a moment of {moment:.3f} μB")
+    if isinstance(radius, bool) or not isinstance(radius, int | float) or not 0 < radius <= 30:
         raise InputError("radius", radius, allowed="a Jij radius in Å, 0 < r ≤ 30")
     for field, sites in (("sites_i", sites_i), ("sites_j", sites_j)):
         if sites is not None and not all(isinstance(s, int) and 0 <= s < len(structure.sites) for s in sites):
             raise InputError(field, sites, allowed=f"site indices 0 … {len(structure.sites) - 1}")
-    if accuracy and "kmesh" in accuracy:
-        raise InputError("accuracy.kmesh", accuracy["kmesh"],
-                         reason="aiida-kkr 2.3's kkr_jij_wc fails with numpy 2 on kmesh (np.product); set BZDIVIDE "
-                                "in params_kkr_overwrite instead")
     wf = dict(kkr_jij_wc.get_wf_defaults(silent=True))
     wf.update({"jijrad_ang": float(radius), "jijsite_i": sites_i, "jijsite_j": sites_j})
     if accuracy:
+        unknown = sorted(set(accuracy) - set(wf["accuracy"]))
+        if unknown:
+            raise InputError(f"accuracy.{unknown[0]}", accuracy[unknown[0]], allowed=sorted(wf["accuracy"]))
         wf["accuracy"] = {**wf["accuracy"], **accuracy}
+    kkr_code = resolve_code(kkr, KKRHOST, "kkr")
     builder = kkr_jij_wc.get_builder()
     builder.remote_data = remote
-    builder.kkr = resolve_code(kkr, KKRHOST, "kkr")
+    builder.kkr = kkr_code
     builder.wf_parameters = orm.Dict(wf)
-    builder.options = orm.Dict(options or options_dict())
+    builder.options = orm.Dict(_options_for(kkr_code, options))
     if params_kkr_overwrite:
         builder.params_kkr_overwrite = orm.Dict(check_parameters(params_kkr_overwrite, "params_kkr_overwrite"))
     builder.metadata.label = label or f"Jij {structure.get_formula()} r<{radius} Å"
@@ -420,7 +642,10 @@ def _dry_run_impurity(builder: ProcessBuilder, destination: Path) -> dict[str, P
         if value is not None:
             full.set_value(key, value, silent=True)
     if ef is not None:
-        full.set_value("EF_SET", ef, silent=True)
+        full.set_value("EF_SET", ef, silent=True)  # what aiida-kkr's voro_start writes (voronoi ignores it)
+    if "voro_params_overwrite" in builder and builder.voro_params_overwrite is not None:
+        for key, value in builder.voro_params_overwrite.get_dict().items():
+            full.set_value(key, value, silent=True)  # as kkr_imp_wc.run_voroaux does
     voro = get_inputs_voronoi(builder.voronoi, aux, dict(options), "voronoi impurity (dry run)", "",
                               params=orm.Dict(full.get_dict()))
     out["voronoi_impurity"] = _dry_run_calc(voro, destination / "voronoi_impurity")

@@ -8,8 +8,11 @@ Two backends compute the same kinds of results:
   chosen computer. The engine models a simple-cubic host, so the structure must be one (a supercell of
   a simple-cubic lattice, e.g. the examples): its nearest-neighbour distance becomes the host's lattice
   constant and each site's position, in lattice units, the impurity's lattice vector.
-* ``jukkr`` — JuKKR through aiida-kkr (:mod:`mlkkr.aiida.kkr`): ``kkr_scf_wc`` for the host when no
-  converged host is given, then ``kkr_imp_wc`` for the (first) impurity in a converged host.
+* ``jukkr`` — real JuKKR through aiida-kkr (:mod:`mlkkr.aiida.kkr`, submitted by
+  :mod:`mlkkr.aiida.kkr_launch`, the same tasks as ``mlkkr run kkr``): the host SCF (``kkr_scf_wc`` with
+  its voronoi start), then, in a converged host offered from the Group ``mlkkr/kkr-hosts``, the
+  embedding of the first impurity (``kkr_imp_wc``) or J_ij (``kkr_jij_wc``). Results
+  (:mod:`mlkkr.aiida.kkr_results`): convergence, E_F, moments, DOS, ΔV(r), J_ij against distance.
 
 Every check raises :class:`~mlkkr.errors.InputError` naming the form's field (``structure``,
 ``impurities``, ``impurities[1].site``, ``code``, ``kgrid`` …), before anything is stored. Units: Å for
@@ -27,9 +30,11 @@ from mlkkr.errors import InputError
 
 BACKENDS = {"engine": "built-in Green-function engine", "jukkr": "JuKKR (aiida-kkr)"}
 TASKS = {"exchange": "exchange tensors J_ij", "embed": "impurity potential ΔV"}
+JUKKR_TASKS = {"scf": "host SCF (kkr_scf_wc)", "impurity": "embed an impurity (kkr_imp_wc)",
+               "jij": "J_ij of the host (kkr_jij_wc)"}
 HOSTS = ("ti", "metal")
 #: the group every launched process is added to (publish it with the Data archive app)
-RESULTS_GROUP = "mlkkr/kkr-launcher"
+RESULTS_GROUP = "mlkkr/kkr-launcher"  # the same as mlkkr.aiida.kkr_launch.RESULTS_GROUP (tested)
 ENGINE_PLUGIN = "mlkkr.engine"
 _ON_LATTICE = 0.05  # largest deviation from a lattice point, in lattice constants
 
@@ -84,11 +89,15 @@ class KkrRequest:
     code: Any = None  # code node, uuid, pk or label (engine backend)
     resources: Resources = field(default_factory=Resources)
     # JuKKR backend
+    jukkr_task: str = "scf"
     voronoi_code: Any = None
     kkr_code: Any = None
     kkrimp_code: Any = None
-    host_calc: Any = None  # a finished kkr_scf_wc (pk/uuid/node); None: compute the host first
-    cluster_radius: float = 4.0
+    host_calc: Any = None  # a converged kkr_scf_wc (pk/uuid/node), for "impurity" and "jij"
+    host_settings: Any = None  # mlkkr.aiida.kkr.HostSettings (None: its defaults)
+    impurity_settings: Any = None  # mlkkr.aiida.kkr.ImpuritySettings
+    cluster_radius: float = 2.5
+    jij_radius: float = 5.0
     label: str = ""
 
 
@@ -263,7 +272,7 @@ def check(request: KkrRequest) -> None:
         resolve_code(request.code, ENGINE_PLUGIN)
         request.resources.check()
     else:
-        _jukkr_builders(request, check_only=True)
+        _jukkr(request, submit=False)
 
 
 # --------------------------------------------------------------------------------------------- submit
@@ -296,51 +305,75 @@ def engine_builder(request: KkrRequest):
     return builder
 
 
-def _jukkr_builders(request: KkrRequest, check_only: bool = False) -> list[Any]:
-    """The aiida-kkr builders: host SCF (no converged host given) or the impurity embedding."""
+#: a field of mlkkr.aiida.kkr's checks -> the launcher's form field
+_JUKKR_FIELDS = {"impurity.site": "impurities[0].site", "impurity.element": "impurities[0].element",
+                 "impurity.radius": "cluster_radius", "host": "host_calc", "radius": "jij_radius",
+                 "voronoi": "voronoi_code", "kkr": "kkr_code", "kkrimp": "kkrimp_code"}
+
+
+def _jukkr_field(exc: InputError, prefix: str = "") -> InputError:
+    name = _JUKKR_FIELDS.get(exc.field) or (f"{prefix}{exc.field}" if prefix and "." not in exc.field
+                                            and exc.field not in ("structure",) else exc.field)
+    return InputError(name, exc.value, allowed=exc.allowed, reason=exc.reason)
+
+
+def _jukkr(request: KkrRequest, submit: bool) -> Any:
+    """Check the JuKKR part of the form (``submit`` False) or submit it; returns the node when submitted."""
     from aiida import orm
 
-    from mlkkr.aiida import kkr
+    from mlkkr.aiida import kkr, kkr_launch
 
+    if request.jukkr_task not in JUKKR_TASKS:
+        raise InputError("jukkr_task", request.jukkr_task, allowed=list(JUKKR_TASKS))
     request.resources.check()
     options = kkr.options_dict(resources=request.resources.options()["resources"],
                                max_wallclock_seconds=request.resources.max_wallclock_seconds)
-    if request.host_calc in (None, ""):
-        atoms = to_ase(request.structure)
-        if atoms is None:
-            raise InputError("structure", None, reason="choose a structure first (upload one or pick an example)")
-        if request.impurities:
-            check_impurities(request, len(atoms))
-        structure = request.structure if isinstance(request.structure, orm.StructureData) else \
-            orm.StructureData(ase=atoms)
+    voronoi = _kkr_code(request.voronoi_code, kkr.VORONOI, "voronoi_code")
+    host_code = _kkr_code(request.kkr_code, kkr.KKRHOST, "kkr_code")
+    try:
+        if request.jukkr_task == "scf":
+            atoms = to_ase(request.structure)
+            if atoms is None:
+                raise InputError("structure", None, reason="choose a structure first (upload one or pick an example)")
+            settings = request.host_settings or kkr.HostSettings()
+            try:
+                settings.check()
+            except InputError as exc:
+                raise _jukkr_field(exc, "host.") from None
+            structure = request.structure if isinstance(request.structure, orm.StructureData) else \
+                orm.StructureData(ase=atoms)
+            if not submit:
+                kkr.host_scf_builder(structure, voronoi, host_code, settings=settings, options=options)
+                return None
+            return kkr_launch.submit_host(structure, settings, voronoi=voronoi, kkr_code=host_code, options=options,
+                                          label=request.label)
+        if request.host_calc in (None, ""):
+            raise InputError("host_calc", None, reason="choose a converged host (run a host SCF first)")
+        host = kkr_launch.load_host(request.host_calc)
+        if request.jukkr_task == "jij":
+            if not submit:
+                kkr.jij_builder(host, host_code, radius=request.jij_radius, options=options)
+                return None
+            return kkr_launch.submit_jij(host, request.jij_radius, kkr_code=host_code, options=options,
+                                         label=request.label)
+        if not request.impurities:
+            raise InputError("impurities", [], reason="add the impurity to embed in the converged host")
+        imp = request.impurities[0]
+        impurity = kkr.Impurity(imp.element, int(imp.site) if isinstance(imp.site, int | np.integer) else -1,
+                                request.cluster_radius)
+        settings = request.impurity_settings or kkr.ImpuritySettings()
         try:
-            kkr.check_structure(structure)
+            settings.check()
         except InputError as exc:
-            raise InputError("structure", exc.value, reason=exc.reason) from None
-        voronoi = _kkr_code(request.voronoi_code, kkr.VORONOI, "voronoi_code")
-        host = _kkr_code(request.kkr_code, kkr.KKRHOST, "kkr_code")
-        return [] if check_only else [kkr.host_scf_builder(structure, voronoi, host, options=options,
-                                                           label=request.label)]
-    try:
-        host_node = orm.load_node(request.host_calc) if not isinstance(request.host_calc, orm.Node) \
-            else request.host_calc
-    except Exception as exc:  # noqa: BLE001 - any failure to load: the field is wrong
-        raise InputError("host_calc", request.host_calc, reason=f"no such node ({exc})") from None
-    if not request.impurities:
-        raise InputError("impurities", [], reason="add the impurity to embed in the converged host")
-    imp = request.impurities[0]
-    try:
-        builder = kkr.impurity_builder(
-            host_node, kkr.Impurity(imp.element, int(imp.site if imp.site is not None else -1),
-                                    request.cluster_radius),
-            _kkr_code(request.kkr_code, kkr.KKRHOST, "kkr_code"),
-            _kkr_code(request.voronoi_code, kkr.VORONOI, "voronoi_code"),
-            _kkr_code(request.kkrimp_code, kkr.KKRIMP, "kkrimp_code"), options=options, label=request.label)
+            raise _jukkr_field(exc, "impurity.") from None
+        kkrimp = _kkr_code(request.kkrimp_code, kkr.KKRIMP, "kkrimp_code")
+        if not submit:
+            kkr.impurity_builder(host, impurity, host_code, voronoi, kkrimp, settings=settings, options=options)
+            return None
+        return kkr_launch.submit_impurity(host, impurity, settings, voronoi=voronoi, kkr_code=host_code, kkrimp=kkrimp,
+                                          options=options, label=request.label)
     except InputError as exc:
-        name = {"impurity.site": "impurities[0].site", "impurity.element": "impurities[0].element",
-                "impurity.radius": "cluster_radius", "host": "host_calc"}.get(exc.field, exc.field)
-        raise InputError(name, exc.value, allowed=exc.allowed, reason=exc.reason) from None
-    return [] if check_only else [builder]
+        raise _jukkr_field(exc) from None
 
 
 def _kkr_code(code: Any, plugin: str, field_name: str):
@@ -359,8 +392,9 @@ def submit(request: KkrRequest):
     from mlkkr.aiida.launch import launch
 
     check(request)
-    builders = [engine_builder(request)] if request.backend == "engine" else _jukkr_builders(request)
-    node = launch(builders[0])
+    if request.backend == "jukkr":
+        return _jukkr(request, submit=True)
+    node = launch(engine_builder(request))
     node.base.extras.set_many({"mlkkr_app": "kkr-launcher", "mlkkr_task": request.task,
                                "mlkkr_backend": request.backend})
     group, _ = orm.Group.collection.get_or_create(RESULTS_GROUP)
@@ -440,6 +474,21 @@ def potential_figure(record):
     return fig
 
 
+def jukkr_progress(node) -> str:
+    """For a running JuKKR work chain: how many KKR calculations have finished and the last rms."""
+    if node.base.extras.get("mlkkr_backend", "") != "jukkr":
+        return ""
+    calcs = [c for c in node.called_descendants if c.process_label in ("KkrCalculation", "KkrimpCalculation")]
+    done = [c for c in calcs if c.is_finished_ok and "output_parameters" in c.outputs]
+    if not calcs:
+        return " — starting (voronoi)"
+    last = max(done, key=lambda c: c.ctime).outputs.output_parameters.get_dict() if done else {}
+    rms = (last.get("convergence_group") or {}).get("rms")
+    running = len(calcs) - len(done)
+    return (f" — {len(done)} KKR calculation(s) done" + (f", rms {rms:.3g}" if rms is not None else "")
+            + (f", {running} running" if running else ""))
+
+
 def describe_state(node) -> tuple[str, str]:
     """(state, one-line text) of a process node for the status line: running, finished, failed."""
     state = node.process_state.value if node.process_state else "created"
@@ -468,8 +517,8 @@ def example_structures() -> dict[str, Any]:
     return {
         f"TI model host, simple cubic a = {ti_a} Å, 3×3×3 (engine)": sc("Bi", ti_a, 3),
         f"metal model host, simple cubic a = {metal_a} Å, 3×3×3 (engine)": sc("Cu", metal_a, 3),
-        "bcc Fe, a = 2.87 Å (JuKKR)": bulk("Fe", "bcc", a=2.87, cubic=True),
-        "fcc Cu, a = 3.61 Å (JuKKR)": bulk("Cu", "fcc", a=3.61),
+        "fcc Cu, a = 3.61 Å, primitive cell (JuKKR)": bulk("Cu", "fcc", a=3.61),
+        "bcc Fe, a = 2.87 Å, primitive cell (JuKKR, start magnetic)": bulk("Fe", "bcc", a=2.87),
     }
 
 

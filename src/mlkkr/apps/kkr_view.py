@@ -57,10 +57,17 @@ def structure_viewer():
     return WeasStructureViewer()
 
 
+def all_elements() -> list[str]:
+    """Every element JuKKR can take (H … Pu)."""
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[1:95]
+
+
 class ImpurityRow(ipw.HBox):
-    def __init__(self, index: int, element: str, site: int | None, on_remove) -> None:
-        self.element = ipw.Dropdown(options=kkr.element_choices(), value=element, description=f"Impurity {index}",
-                                    style=_WIDE, layout={"width": "300px"})
+    def __init__(self, index: int, element: str, site: int | None, on_remove, choices: list[str] | None = None) -> None:
+        self.element = ipw.Dropdown(options=choices or kkr.element_choices(), value=element,
+                                    description=f"Impurity {index}", style=_WIDE, layout={"width": "300px"})
         self.site = ipw.IntText(value=site if site is not None else 0, description="on site",
                                 layout={"width": "180px"})
         self.element.add_class("mlkkr-impurity-element")
@@ -116,8 +123,7 @@ class KkrLauncherApp(LazyApp):
                                               "(mlkkr@localhost: this server)."))
         self.engine_box = ipw.VBox([*engine_fields, self.code_field])
         self.jukkr_codes: dict[str, Any] = {}
-        self.jukkr_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading codes …</span>')])
-        self.jukkr_box.layout.display = "none"
+        self._build_jukkr_form()
         self.backend.observe(self._on_backend, "value")
         # --- resources
         self.machines = ipw.IntText(value=1, description="machines", style=_WIDE)
@@ -149,6 +155,82 @@ class KkrLauncherApp(LazyApp):
         self.add_impurity("Fe", 1)
         super().__init__(children, background=background)
 
+    # -- the JuKKR part of the form ----------------------------------------------------------------
+
+    def _build_jukkr_form(self) -> None:
+        from dataclasses import fields as dc_fields
+
+        from mlkkr.apps.kkr import JUKKR_TASKS
+
+        host_defaults = {f.name: f.default for f in dc_fields(_host_settings_class())}
+        imp_defaults = {f.name: f.default for f in dc_fields(_impurity_settings_class())}
+        self.jukkr_task = ipw.ToggleButtons(options=[(v, k) for k, v in JUKKR_TASKS.items()], value="scf",
+                                            description="JuKKR step", style={**_WIDE, "button_width": "240px"})
+        self.jukkr_task.add_class("mlkkr-jukkr-task")
+        self.host_widgets = {
+            "lmax": ipw.IntText(value=host_defaults["lmax"], description="lmax", style=_WIDE),
+            "nspin": ipw.Dropdown(options=[1, 2], value=host_defaults["nspin"], description="NSPIN", style=_WIDE),
+            "kmesh": ipw.IntText(value=host_defaults["kmesh"], description="k-mesh n³", style=_WIDE),
+            "convergence": ipw.FloatText(value=host_defaults["convergence"], description="rms criterion",
+                                         style=_WIDE),
+            "max_iterations": ipw.IntText(value=host_defaults["max_iterations"], description="max iterations",
+                                          style=_WIDE),
+            "mag_init": ipw.Checkbox(value=host_defaults["mag_init"], description="start magnetic (e.g. bcc Fe)",
+                                     style=_WIDE),
+            "dos": ipw.Checkbox(value=host_defaults["dos"], description="compute the DOS", style=_WIDE),
+        }
+        helps = {"lmax": "2 converges fcc Cu and bcc Fe here in a minute or a few",
+                 "kmesh": "fine mesh (kkr_scf_wc pre-converges on 10³)",
+                 "convergence": "rms error of the potential at which the SCF stops"}
+        self.host_box = ipw.VBox([self.form.add(Field(f"host.{k}", w, help=helps.get(k, "")))
+                                  for k, w in self.host_widgets.items()])
+        self.host_calc = ipw.Dropdown(options=[("(none yet: run a host SCF)", None)], description="converged host",
+                                      style=_WIDE, layout={"width": "560px"})
+        self.host_calc.add_class("mlkkr-host-calc")
+        refresh = ipw.Button(description="refresh", icon="refresh", layout={"width": "100px"})
+        refresh.on_click(lambda _: self.refresh_hosts())
+        self.host_calc_field = self.form.add(Field("host_calc", ipw.HBox([self.host_calc, refresh]),
+                                                   help="Converged hosts of your profile (Group mlkkr/kkr-hosts)."))
+        self.radius = ipw.FloatText(value=2.5, description="cluster radius (Å)", style=_WIDE)
+        self.radius.add_class("mlkkr-cluster-radius")
+        self.imp_widgets = {
+            "convergence": ipw.FloatText(value=imp_defaults["convergence"], description="rms criterion",
+                                         style=_WIDE),
+            "max_iterations": ipw.IntText(value=imp_defaults["max_iterations"], description="max iterations",
+                                          style=_WIDE),
+        }
+        self.imp_box = ipw.VBox([
+            self.form.add(Field("cluster_radius", self.radius, help="fcc Cu: 2.5 Å is the impurity alone (seconds); "
+                                                                    "2.6 Å adds 12 neighbours (minutes)")),
+            *[self.form.add(Field(f"impurity.{k}", w)) for k, w in self.imp_widgets.items()]])
+        self.jij_radius = ipw.FloatText(value=5.0, description="J_ij radius (Å)", style=_WIDE)
+        self.jij_box = ipw.VBox([self.form.add(Field("jij_radius", self.jij_radius,
+                                                     help="pairs up to this distance; the host must be magnetic"))])
+        self.jukkr_codes_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading codes …</span>')])
+        self.jukkr_box = ipw.VBox([self.jukkr_task, self.host_box, self.host_calc_field, self.imp_box, self.jij_box,
+                                   self.jukkr_codes_box])
+        self.jukkr_box.layout.display = "none"
+        self.jukkr_task.observe(lambda _: self._show_task(), "value")
+        self._show_task()
+
+    def _show_task(self) -> None:
+        task = self.jukkr_task.value
+        self.host_box.layout.display = None if task == "scf" else "none"
+        self.host_calc_field.layout.display = "none" if task == "scf" else None
+        self.imp_box.layout.display = None if task == "impurity" else "none"
+        self.jij_box.layout.display = None if task == "jij" else "none"
+
+    def refresh_hosts(self, select: int | None = None) -> None:
+        """Fill the host list from the converged hosts (newest first); select ``select`` or the newest."""
+        from mlkkr.aiida.kkr_results import converged_hosts
+
+        hosts = converged_hosts()
+        options = [(f"{h['pk']}: {h['formula']} — E_F {h['fermi_energy_ry']:.5f} Ry, NSPIN {h['nspin']} "
+                     f"({h['label']})", h["pk"]) for h in hosts] or [("(none yet: run a host SCF)", None)]
+        self.host_calc.options = options
+        pks = [pk for _, pk in options]
+        self.host_calc.value = select if select in pks else pks[0]
+
     # -- loading ---------------------------------------------------------------------------------
 
     def _load(self) -> None:
@@ -171,22 +253,23 @@ class KkrLauncherApp(LazyApp):
         ensure_local_code()
         self.code = mlkkr_code_widget("Code", kkr.ENGINE_PLUGIN)
         self.code_box.children = [self.code]
+        defaults = {"voronoi_code": "voronoi@localhost", "kkr_code": "kkrhost@localhost",
+                    "kkrimp_code": "kkrimp@localhost"}
         for name, plugin, text in (("voronoi_code", "kkr.voro", "voronoi"), ("kkr_code", "kkr.kkr", "KKRhost"),
                                    ("kkrimp_code", "kkr.kkrimp", "KKRimp")):
-            self.jukkr_codes[name] = awb.ComputationalResourcesWidget(description=f"{text} code",
-                                                                      default_calc_job_plugin=plugin)
-        self.host_calc = ipw.Dropdown(options=[("none: compute the host first (kkr_scf_wc)", None), *_hosts()],
-                                      description="converged host", style=_WIDE)
-        self.radius = ipw.FloatText(value=4.0, description="cluster radius (Å)", style=_WIDE)
-        self.jukkr_box.children = [self.form.add(Field(k, w)) for k, w in self.jukkr_codes.items()] + [
-            self.form.add(Field("host_calc", self.host_calc, help="A finished kkr_scf_wc: embeds the first impurity "
-                                                                  "in it (kkr_imp_wc).")),
-            self.form.add(Field("cluster_radius", self.radius))]
+            widget = awb.ComputationalResourcesWidget(description=f"{text} code", default_calc_job_plugin=plugin)
+            _select_code(widget, defaults[name])
+            self.jukkr_codes[name] = widget
+        self.jukkr_codes_box.children = [
+            self.form.add(Field(k, w, help="JuKKR built on this server (mlkkr jukkr build), or an HPC computer's"
+                                if k == "kkr_code" else "")) for k, w in self.jukkr_codes.items()]
+        self.refresh_hosts()
 
     # -- form ------------------------------------------------------------------------------------
 
     def add_impurity(self, element: str, site: int | None) -> ImpurityRow:
-        row = ImpurityRow(len(self.rows), element, site, self._remove_row)
+        choices = kkr.element_choices() if self.backend.value == "engine" else all_elements()
+        row = ImpurityRow(len(self.rows), element, site, self._remove_row, choices)
         self.rows.append(row)
         self._relayout_rows()
         return row
@@ -207,7 +290,13 @@ class KkrLauncherApp(LazyApp):
     def _on_backend(self, change: dict) -> None:
         engine = change["new"] == "engine"
         self.engine_box.layout.display = None if engine else "none"
+        self.task.layout.display = None if engine else "none"
         self.jukkr_box.layout.display = "none" if engine else None
+        choices = kkr.element_choices() if engine else all_elements()
+        for row in self.rows:
+            value = row.element.value if row.element.value in choices else choices[0]
+            row.element.options = choices
+            row.element.value = value
 
     def _on_structure(self, change: dict) -> None:
         atoms = change["new"]
@@ -222,6 +311,8 @@ class KkrLauncherApp(LazyApp):
         """The form's values as a :class:`~mlkkr.apps.kkr.KkrRequest`."""
         structure = self.structure_manager.structure if self.structure_manager is not None else None
         codes = {k: w.value for k, w in self.jukkr_codes.items()}
+        host_settings = _host_settings_class()(**{k: w.value for k, w in self.host_widgets.items()})
+        imp_settings = _impurity_settings_class()(**{k: w.value for k, w in self.imp_widgets.items()})
         return kkr.KkrRequest(
             structure=structure,
             impurities=[kkr.Impurity(r.element.value, r.site.value) for r in self.rows],
@@ -229,10 +320,9 @@ class KkrLauncherApp(LazyApp):
             contour_points=self.contour.value, screening=self.screening.value,
             code=getattr(getattr(self, "code", None), "value", None),
             resources=kkr.Resources(self.machines.value, self.mpiprocs.value, self.walltime.value),
-            voronoi_code=codes.get("voronoi_code"), kkr_code=codes.get("kkr_code"),
-            kkrimp_code=codes.get("kkrimp_code"),
-            host_calc=getattr(getattr(self, "host_calc", None), "value", None),
-            cluster_radius=getattr(getattr(self, "radius", None), "value", 4.0))
+            jukkr_task=self.jukkr_task.value, voronoi_code=codes.get("voronoi_code"), kkr_code=codes.get("kkr_code"),
+            kkrimp_code=codes.get("kkrimp_code"), host_calc=self.host_calc.value, host_settings=host_settings,
+            impurity_settings=imp_settings, cluster_radius=self.radius.value, jij_radius=self.jij_radius.value)
 
     # -- submit and follow -------------------------------------------------------------------------
 
@@ -256,6 +346,36 @@ class KkrLauncherApp(LazyApp):
         self.follow(node)
         return node
 
+    def show_jukkr_results(self, node) -> None:
+        """The summary table, convergence, and DOS / ΔV(r) / J_ij of a finished JuKKR work chain."""
+        import plotly.graph_objects as go
+
+        from mlkkr.aiida.kkr_results import summary
+        from mlkkr.apps import kkr_plots
+
+        data = summary(node)
+        table = ipw.HTML(kkr_plots.summary_table_html(data))
+        children = [ipw.HTML(f"<h3>{html.escape(node.process_label)} results</h3>"), table]
+
+        def figure(fig, css: str):
+            widget = go.FigureWidget(fig)
+            widget.add_class(css)
+            children.append(widget)
+
+        if data.get("rms"):
+            figure(kkr_plots.convergence_figure(data), "mlkkr-convergence-plot")
+        if data["kind"] == "host":
+            if data.get("dos"):
+                figure(kkr_plots.dos_figure(data), "mlkkr-dos-plot")
+            self.refresh_hosts(select=node.pk)
+            children.append(ipw.HTML('<span class="mlkkr-help">The host is now offered under "converged host": '
+                                     "choose the next step above (embed an impurity, or J_ij).</span>"))
+        elif data["kind"] == "impurity" and data.get("delta_v"):
+            figure(kkr_plots.delta_v_figure(data), "mlkkr-delta-v-plot")
+        elif data["kind"] == "jij" and data.get("pairs"):
+            figure(kkr_plots.jij_figure(data), "mlkkr-jij-plot")
+        self.results.children = children
+
     def follow(self, node) -> None:
         from aiidalab_widgets_base import ProcessMonitor, ProcessNodesTreeWidget
 
@@ -272,7 +392,7 @@ class KkrLauncherApp(LazyApp):
         node = orm.load_node(uuid)
         state, text = kkr.describe_state(node)
         if state == "running":
-            self.progress.update(message=text)
+            self.progress.update(message=text + kkr.jukkr_progress(node))
 
     def _on_sealed(self, uuid: str) -> None:
         from aiida import orm
@@ -288,6 +408,9 @@ class KkrLauncherApp(LazyApp):
     def show_results(self, node) -> None:
         import plotly.graph_objects as go
 
+        if node.base.extras.get("mlkkr_backend", "engine") == "jukkr":
+            self.show_jukkr_results(node)
+            return
         task = node.base.extras.get("mlkkr_task", "exchange")
         if task == "exchange":
             rows = kkr.exchange_rows(node)
@@ -302,11 +425,21 @@ class KkrLauncherApp(LazyApp):
             self.results.children = [ipw.HTML("<h3>Impurity potential ΔV</h3>"), figure]
 
 
-def _hosts() -> list[tuple[str, int]]:
-    """Finished kkr_scf_wc work chains of the profile (label, pk)."""
-    from aiida import orm
+def _host_settings_class():
+    from mlkkr.aiida.kkr import HostSettings
 
-    qb = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "kkr_scf_wc",
-                                                               "attributes.exit_status": 0}, project="*")
-    return [(f"{n.pk}: {n.label or 'kkr_scf_wc'}", n.pk) for (n,) in qb.iterall()]
+    return HostSettings
 
+
+def _impurity_settings_class():
+    from mlkkr.aiida.kkr import ImpuritySettings
+
+    return ImpuritySettings
+
+
+def _select_code(widget, full_label: str) -> None:
+    """Pre-select ``full_label`` in an aiidalab-widgets-base code picker when the profile has it."""
+    for label, uuid in widget.code_select_dropdown.options:
+        if isinstance(label, str) and label.startswith(full_label):
+            widget.value = uuid
+            return

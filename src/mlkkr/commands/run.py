@@ -162,3 +162,151 @@ def show(pk: int, profile: str | None, as_json: bool) -> None:
     if not isinstance(node, orm.ProcessNode):
         raise InputError("PK", pk, reason=f"node {pk} is a {type(node).__name__}, not a process")
     emit(describe(node), as_json, _human)
+
+
+# ------------------------------------------------------------------------------------ real KKR (JuKKR)
+
+def _kkr_options(f):
+    f = click.option("--walltime", type=int, default=3600, show_default=True,
+                     help="Wall-clock limit of each job (s).")(f)
+    f = click.option("--queue", default=None, help="Scheduler queue/partition (HPC codes).")(f)
+    f = click.option("--wait", is_flag=True, help="Return only when the work chain has ended.")(f)
+    f = click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")(f)
+    return json_option(f)
+
+
+def _kkr_human(s: dict[str, Any]) -> str:
+    return _human(s)
+
+
+@run.group("kkr")
+def kkr_group() -> None:
+    """Real KKR with JuKKR through aiida-kkr: host SCF, impurity embedding, J_ij (on voronoi/kkrhost/kkrimp@localhost
+    unless other codes are named)."""
+
+
+def _settings(cls, **values):
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+@kkr_group.command("scf")
+@click.argument("structure")
+@click.option("--lmax", type=int, default=None, help="Angular-momentum cut-off [default 2].")
+@click.option("--nspin", type=int, default=None, help="1 or 2 [default 2: magnetic impurities need it].")
+@click.option("--kmesh", type=int, default=None, help="Fine k-mesh per direction [default 20].")
+@click.option("--convergence", type=float, default=None, help="rms criterion of the SCF [default 1e-6].")
+@click.option("--max-iterations", type=int, default=None, help="KKRhost iterations in all [default 250].")
+@click.option("--mag-init", is_flag=True, default=None, help="Start with a magnetic moment (e.g. bcc Fe).")
+@click.option("--dos", is_flag=True, default=None, help="Compute the DOS of the converged host.")
+@click.option("--voronoi-code", default=None, help="voronoi code [default voronoi@localhost].")
+@click.option("--kkr-code", default=None, help="KKRhost code [default kkrhost@localhost].")
+@_kkr_options
+@handle_errors
+def kkr_scf(structure, lmax, nspin, kmesh, convergence, max_iterations, mag_init, dos, voronoi_code, kkr_code,
+            walltime, queue, wait, profile, as_json):
+    """Host SCF (kkr_scf_wc) of STRUCTURE: fcc-Cu, bcc-Fe, a structure file or a StructureData PK."""
+    from mlkkr.aiida.kkr import HostSettings, options_dict
+    from mlkkr.aiida.kkr_launch import submit_host
+    from mlkkr.aiida.launch import describe, load_user_profile
+
+    settings = _settings(HostSettings, lmax=lmax, nspin=nspin, kmesh=kmesh, convergence=convergence,
+                         max_iterations=max_iterations, mag_init=mag_init, dos=dos)
+    settings.check()
+    load_user_profile(profile)
+    node = submit_host(structure, settings, voronoi=voronoi_code, kkr_code=kkr_code,
+                       options=options_dict(max_wallclock_seconds=walltime, queue_name=queue or ""), wait=wait)
+    emit(describe(node), as_json, _kkr_human)
+
+
+@kkr_group.command("impurity")
+@click.argument("host")
+@click.option("--element", required=True, help="The impurity's element (e.g. Fe).")
+@click.option("--site", type=int, default=0, show_default=True, help="Host site it replaces.")
+@click.option("--radius", type=float, default=None, help="Cluster radius in Å [default 2.5: the impurity alone].")
+@click.option("--convergence", type=float, default=None, help="rms criterion [default 1e-6].")
+@click.option("--max-iterations", type=int, default=None, help="KKRimp iterations in all [default 150].")
+@click.option("--mag-init/--no-mag-init", default=None, help="Start magnetic [default: for V…Ni, Gd].")
+@click.option("--voronoi-code", default=None)
+@click.option("--kkr-code", default=None)
+@click.option("--kkrimp-code", default=None)
+@_kkr_options
+@handle_errors
+def kkr_impurity(host, element, site, radius, convergence, max_iterations, mag_init, voronoi_code, kkr_code,
+                 kkrimp_code, walltime, queue, wait, profile, as_json):
+    """Embed an impurity (kkr_imp_wc) in the converged HOST (a kkr_scf_wc PK or UUID)."""
+    from mlkkr.aiida.kkr import Impurity, ImpuritySettings, options_dict
+    from mlkkr.aiida.kkr_launch import submit_impurity
+    from mlkkr.aiida.launch import describe, load_user_profile
+
+    settings = _settings(ImpuritySettings, convergence=convergence, max_iterations=max_iterations, mag_init=mag_init)
+    impurity = Impurity(element, site, radius if radius is not None else Impurity.radius)
+    load_user_profile(profile)
+    node = submit_impurity(host, impurity, settings, voronoi=voronoi_code, kkr_code=kkr_code, kkrimp=kkrimp_code,
+                           options=options_dict(max_wallclock_seconds=walltime, queue_name=queue or ""), wait=wait)
+    emit(describe(node), as_json, _kkr_human)
+
+
+@kkr_group.command("jij")
+@click.argument("host")
+@click.option("--radius", type=float, default=5.0, show_default=True, help="Largest pair distance (Å).")
+@click.option("--kkr-code", default=None)
+@_kkr_options
+@handle_errors
+def kkr_jij(host, radius, kkr_code, walltime, queue, wait, profile, as_json):
+    """Exchange interactions J_ij (kkr_jij_wc) of the converged magnetic HOST."""
+    from mlkkr.aiida.kkr import options_dict
+    from mlkkr.aiida.kkr_launch import submit_jij
+    from mlkkr.aiida.launch import describe, load_user_profile
+
+    load_user_profile(profile)
+    node = submit_jij(host, radius, kkr_code=kkr_code,
+                      options=options_dict(max_wallclock_seconds=walltime, queue_name=queue or ""), wait=wait)
+    emit(describe(node), as_json, _kkr_human)
+
+
+@kkr_group.command("hosts")
+@click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")
+@json_option
+@handle_errors
+def kkr_hosts(profile, as_json):
+    """The converged hosts offered for reuse (Group mlkkr/kkr-hosts)."""
+    from mlkkr.aiida.kkr_results import converged_hosts
+    from mlkkr.aiida.launch import load_user_profile
+
+    load_user_profile(profile)
+    hosts = converged_hosts()
+    emit(hosts, as_json, lambda hs: "\n".join(f"{h['pk']:>6}  {h['formula']:<8} E_F {h['fermi_energy_ry']} Ry  "
+                                              f"NSPIN {h['nspin']}  {h['label']}" for h in hs)
+         or "no converged host yet")
+
+
+@kkr_group.command("results")
+@click.argument("pk")
+@click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")
+@json_option
+@handle_errors
+def kkr_results(pk, profile, as_json):
+    """Results of a kkr_scf_wc, kkr_imp_wc or kkr_jij_wc: convergence, E_F, moments, ΔV(r), J_ij."""
+    from mlkkr.aiida.kkr_results import summary
+    from mlkkr.aiida.launch import load_user_profile
+
+    load_user_profile(profile)
+    try:
+        data = summary(int(pk) if str(pk).isdigit() else pk)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - NotExistent and the like: a bad identifier
+        raise InputError("PK", pk, reason=f"no such process ({exc})") from None
+
+    def human(d):
+        lines = [f"{d['kind']} <{d['pk']}> {d.get('label', '')}: {d['state']}, converged {d.get('converged')}"]
+        if d.get("rms"):
+            lines.append(f"  rms: {len(d['rms'])} iterations, {d['rms'][0]:.3g} → {d['rms'][-1]:.3g}")
+        for key in ("fermi_energy_ry", "total_energy_ry", "total_spin_moment", "spin_moment_per_atom"):
+            if d.get(key) is not None:
+                lines.append(f"  {key}: {d[key]}")
+        for shell in d.get("shells", []):
+            lines.append(f"  J({shell['distance_angstrom']:.3f} Å, ×{shell['n']}) = {shell['J_meV']:.3f} meV")
+        return "\n".join(lines)
+
+    emit(data, as_json, human)

@@ -1,0 +1,127 @@
+"""Submit real JuKKR work: host SCF, impurity embedding, Jij — the tasks behind ``mlkkr run kkr``, the KKR
+launcher app and the notebooks (one code path for all three).
+
+Each function checks everything first (:mod:`mlkkr.aiida.kkr`: structure, codes, settings, host),
+submits to the daemon (:func:`mlkkr.aiida.launch.launch`), labels the process and adds it to the
+launcher's Group; a host SCF is marked so that, once converged, it joins the hosts offered for reuse
+(:func:`mlkkr.aiida.kkr_results.converged_hosts`).
+
+The codes default to the ones every profile has (``voronoi@localhost``, ``kkrhost@localhost``,
+``kkrimp@localhost``: :mod:`mlkkr.aiida.jukkr_codes`); pass others (an HPC computer's) by label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiida import orm
+
+from mlkkr.aiida import kkr
+from mlkkr.aiida.kkr_results import mark_host
+from mlkkr.errors import InputError
+
+#: the group every process the KKR launcher (and ``mlkkr run kkr``) starts is added to
+RESULTS_GROUP = "mlkkr/kkr-launcher"
+DEFAULT_CODES = {"voronoi": "voronoi@localhost", "kkr": "kkrhost@localhost", "kkrimp": "kkrimp@localhost"}
+#: structure files users may upload: formats ase reads, and at most this many bytes
+MAX_STRUCTURE_BYTES = 2 * 1024 * 1024
+
+
+def examples() -> dict[str, Any]:
+    """Example crystals (ase.Atoms, primitive cells) whose defaults converge: fcc Cu and bcc Fe."""
+    from ase.build import bulk
+
+    return {"fcc-Cu": bulk("Cu", "fcc", a=3.61), "bcc-Fe": bulk("Fe", "bcc", a=2.87)}
+
+
+def structure_from(spec: str | orm.StructureData | Any) -> orm.StructureData:
+    """A StructureData from an example name, a structure file (CIF, xyz, POSCAR … as ase reads), a PK/UUID
+    of a StructureData, an ase.Atoms or a StructureData."""
+    if isinstance(spec, orm.StructureData):
+        return spec
+    if hasattr(spec, "get_positions"):
+        return orm.StructureData(ase=spec)
+    text = str(spec)
+    if text in examples():
+        return orm.StructureData(ase=examples()[text])
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.stat().st_size > MAX_STRUCTURE_BYTES:
+            raise InputError("structure", text, reason=f"the file is larger than {MAX_STRUCTURE_BYTES // 1024} KiB")
+        from ase.io import read
+
+        try:
+            atoms = read(path)
+        except Exception as exc:  # noqa: BLE001 - any reader failure: not a structure ase can read
+            raise InputError("structure", text, reason=f"not a structure file ase can read ({exc})") from None
+        return orm.StructureData(ase=atoms)
+    try:
+        node = orm.load_node(text)
+    except Exception:  # noqa: BLE001 - NotExistent, MultipleObjects, bad identifier
+        node = None
+    if not isinstance(node, orm.StructureData):
+        raise InputError("structure", text, allowed=f"{', '.join(examples())}, a structure file, or the PK/UUID "
+                         "of a StructureData")
+    return node
+
+
+def load_host(host: Any) -> orm.Node:
+    """The host node from a PK/UUID or node; InputError naming ``host`` otherwise."""
+    if isinstance(host, orm.Node):
+        return host
+    try:
+        return orm.load_node(host)
+    except Exception:  # noqa: BLE001
+        raise InputError("host", host, reason="no such node; list converged hosts with `mlkkr run kkr hosts`") from None
+
+
+def _finish(node: orm.ProcessNode, task: str) -> orm.ProcessNode:
+    node.base.extras.set_many({"mlkkr_app": "kkr-launcher", "mlkkr_task": task, "mlkkr_backend": "jukkr"})
+    group, _ = orm.Group.collection.get_or_create(RESULTS_GROUP)
+    group.add_nodes([node])
+    return node
+
+
+def submit_host(structure: Any, settings: kkr.HostSettings | None = None, *, voronoi: Any = None, kkr_code: Any = None,
+                options: dict[str, Any] | None = None, label: str = "", wait: bool = False) -> orm.ProcessNode:
+    """Check and submit a host SCF (``kkr_scf_wc``); returns its node."""
+    from mlkkr.aiida.launch import launch
+
+    builder = kkr.host_scf_builder(structure_from(structure), voronoi or DEFAULT_CODES["voronoi"],
+                                   kkr_code or DEFAULT_CODES["kkr"], settings=settings, options=options, label=label)
+    builder.metadata.description = "host SCF submitted by mlkkr (KKR launcher / mlkkr run kkr scf)"
+    node = launch(builder, wait=False)
+    mark_host(node)
+    _finish(node, "scf")
+    return _wait(node, wait)
+
+
+def submit_impurity(host: Any, impurity: kkr.Impurity, settings: kkr.ImpuritySettings | None = None, *,
+                    voronoi: Any = None, kkr_code: Any = None, kkrimp: Any = None,
+                    options: dict[str, Any] | None = None, label: str = "", wait: bool = False) -> orm.ProcessNode:
+    """Check and submit an impurity embedding (``kkr_imp_wc``) in a converged host; returns its node."""
+    from mlkkr.aiida.launch import launch
+
+    builder = kkr.impurity_builder(load_host(host), impurity, kkr_code or DEFAULT_CODES["kkr"],
+                                   voronoi or DEFAULT_CODES["voronoi"], kkrimp or DEFAULT_CODES["kkrimp"],
+                                   settings=settings, options=options, label=label)
+    return _wait(_finish(launch(builder), "impurity"), wait)
+
+
+def submit_jij(host: Any, radius: float = 5.0, *, kkr_code: Any = None, options: dict[str, Any] | None = None,
+               label: str = "", wait: bool = False) -> orm.ProcessNode:
+    """Check and submit J_ij of a converged magnetic host (``kkr_jij_wc``); returns its node."""
+    from mlkkr.aiida.launch import launch
+
+    builder = kkr.jij_builder(load_host(host), kkr_code or DEFAULT_CODES["kkr"], radius=radius, options=options,
+                              label=label)
+    return _wait(_finish(launch(builder), "jij"), wait)
+
+
+def _wait(node: orm.ProcessNode, wait: bool) -> orm.ProcessNode:
+    import time
+
+    while wait and not node.is_terminated:
+        time.sleep(1)
+    return node
