@@ -271,6 +271,7 @@ def build(prefix: str | os.PathLike | None = None, source: str | os.PathLike | N
     if root.exists() and not root.is_dir():
         raise InputError("prefix", str(root), reason="exists and is not a folder")
     with _prefix_lock(root):
+        _clean_stale(root)  # under the lock no other build runs: what is there was left by a killed one
         current = find_installation(root)
         if current is not None and not force and current.matches(options) and not current.problems():
             say(f"JuKKR {jukkr.SHORT} is up to date in {root} (nothing to do)")
@@ -278,7 +279,6 @@ def build(prefix: str | os.PathLike | None = None, source: str | os.PathLike | N
         if root.exists() and current is None and any(root.iterdir()):
             raise InputError("prefix", str(root), reason="the folder is not empty and holds no JuKKR build of "
                              "mlkkr (no jukkr.json): choose an empty or new folder")
-        _clean_stale(root)
         chain = find_toolchain()
         work = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
         stage = Path(tempfile.mkdtemp(prefix=f".{root.name}.stage-", dir=root.parent))
