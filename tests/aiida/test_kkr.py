@@ -12,7 +12,9 @@ from aiida import orm
 from helpers_aiida import reference_archive
 
 from mlkkr.aiida import kkr
+from mlkkr.aiida.jukkr_codes import ensure_codes
 from mlkkr.errors import InputError
+from support import jukkr_installation
 
 pytestmark = pytest.mark.services
 
@@ -31,11 +33,8 @@ def imported(services, tmp_path_factory):
         copy = tmp / name
         shutil.copy(reference_archive(name), copy)
         groups[name] = orm.load_group(import_archive(copy))
-    comp = services.computer
-    codes = {}
-    for label, plugin in (("voronoi", kkr.VORONOI), ("kkrhost", kkr.KKRHOST), ("kkrimp", kkr.KKRIMP)):
-        codes[label] = orm.InstalledCode(computer=comp, filepath_executable=f"/opt/jukkr/bin/{label}.exe",
-                                         default_calc_job_plugin=plugin, label=label).store()
+    ensure_codes(jukkr_installation())  # the platform's real JuKKR codes, as at every spawn (idempotent)
+    codes = {label: orm.load_code(f"{label}@localhost") for label in ("voronoi", "kkrhost", "kkrimp")}
 
     def workflow(archive: str, label: str) -> orm.WorkflowNode:
         # taken from that archive's import group: the shared profile may hold other archives' work

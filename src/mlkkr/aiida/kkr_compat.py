@@ -161,12 +161,17 @@ def _construct_startpot_wrapper(original: Callable) -> Callable:
 
 
 def _guard_gf_writeout(module: types.ModuleType) -> None:
+    """Wrap ``construct_startpot`` *before* the process spec is built: plumpy's outline keeps the function
+    objects it was given in ``define``, so a spec built earlier is dropped and rebuilt with the wrapper."""
     wc = module.kkr_imp_wc
+    if not getattr(wc.construct_startpot, _MARK, False):
+        _wrap_once(wc, "construct_startpot", _construct_startpot_wrapper)
+        if "_spec" in wc.__dict__:
+            del wc._spec
     spec = wc.spec()
     if "ERROR_GF_WRITEOUT_FAILURE" not in spec.exit_codes:
         spec.exit_code(GF_FAILURE_STATUS, "ERROR_GF_WRITEOUT_FAILURE",
                        message="ERROR: the host Green-function write-out (kkr_flex_wc) failed")
-    _wrap_once(wc, "construct_startpot", _construct_startpot_wrapper)
     ENABLED.add("imp_gf_failure")
 
 
@@ -216,8 +221,32 @@ def applied() -> dict[str, bool]:
     out = {}
     for fix in FIXES.values():
         module = importlib.import_module(fix.module)
-        out[fix.name] = module.np is _NUMPY_VIEW if fix.apply is _bind_numpy_view else fix.name in ENABLED
+        if fix.apply is _bind_numpy_view:
+            out[fix.name] = module.np is _NUMPY_VIEW
+        elif fix.name == "imp_gf_failure":
+            out[fix.name] = fix.name in ENABLED and _outline_calls_wrapper(module.kkr_imp_wc, "construct_startpot")
+        else:
+            out[fix.name] = fix.name in ENABLED
     return out
+
+
+def _outline_calls_wrapper(wc: Any, name: str) -> bool:
+    """Whether the work chain's outline (what the engine steps through) calls our wrapper of ``name``."""
+    found = []
+
+    def walk(item: Any) -> None:
+        fn = getattr(item, "_fn", None)
+        if fn is not None and getattr(fn, "__name__", "") == name:
+            found.append(bool(getattr(fn, _MARK, False)))
+        for attr in ("_instruction", "_ifs", "_body", "_commands"):
+            value = getattr(item, attr, None)
+            if value is None:
+                continue
+            for child in (value if isinstance(value, list | tuple) or hasattr(value, "__getitem__") else [value]):
+                walk(child)
+
+    walk(wc.spec().get_outline())
+    return bool(found) and all(found)
 
 
 @contextlib.contextmanager
