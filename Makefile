@@ -1,5 +1,6 @@
 # Thin wrappers; the logic lives in Python (mlkkr) and scripts/.
-#   make install   virtual environment (.venv, Python 3.12), the package with its pinned stack, the proxy
+#   make install   virtual environment (.venv, Python 3.12), the package with its pinned stack, the proxy,
+#                  JuKKR (voronoi, kkr.x, kkrflex.exe) built into .venv/opt/jukkr
 #   make run       the platform on its embedded default: http://127.0.0.1:8000 (data in ./var)
 #   make test      the whole test suite (unit, services, browser, container, chart)
 #   make bench     the benchmarks (each prints ratios against a reference run)
@@ -10,6 +11,10 @@ BIN   := $(VENV)/bin
 PORT  ?= 8000
 DATA  ?= var
 PYTEST_ARGS ?=
+# The pinned JuKKR source: the offline copy beside the checkout when there is one, else mlkkr downloads
+# the same commit from the public mirror (checksums checked either way).
+JUKKR_SOURCE ?= $(wildcard $(CURDIR)/../shared/jukkr/jukkr-2a47b06b-src.tar.gz)
+export MLKKR_JUKKR_SOURCE ?= $(JUKKR_SOURCE)
 
 .PHONY: install run test bench lint image chart clean-var machine
 
@@ -26,6 +31,7 @@ $(VENV)/.installed: pyproject.toml scripts/find-python.sh
 	$(BIN)/python -m pip check
 	$(BIN)/python -c 'from mlkkr.aiida.kkr_compat import write_pth; print("aiida-kkr fixes hooked:", write_pth())'
 	@test -x $(BIN)/configurable-http-proxy || npm install --silent -g --prefix $(VENV) configurable-http-proxy
+	$(BIN)/mlkkr jukkr build
 	@touch $@
 	@echo "installed: $$($(BIN)/mlkkr --version), proxy $$($(BIN)/configurable-http-proxy --version)"
 

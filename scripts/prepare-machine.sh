@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this machine ready for mlkkr, installing only what is missing and starting only what is down.
-#   scripts/prepare-machine.sh run    what `make run` needs: Node.js + npm (for the proxy)
+#   scripts/prepare-machine.sh run    what `make run` needs: Node.js + npm (for the proxy), the JuKKR tool chain
 #   scripts/prepare-machine.sh test   + Chromium, PostgreSQL, RabbitMQ (consumer_timeout off), the
 #                                     container and chart tools; starts PostgreSQL and RabbitMQ
 # System packages come from Debian's apt (needs root); without root it prints what to install.
@@ -13,6 +13,11 @@ missing=()
 # Node.js may come from elsewhere than Debian (with its own npm): look for the commands.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# JuKKR (mlkkr jukkr build, run by make install): gfortran, CMake, LAPACK/BLAS to link against, and
+# OpenBLAS, which Debian's alternatives then pick for libblas.so.3 (kkr.x 2.1x faster per iteration).
+for p in gfortran cmake make liblapack-dev libblas-dev libopenblas0-serial; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
 if [ "$what" = test ]; then
   for p in chromium fonts-liberation postgresql rabbitmq-server; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

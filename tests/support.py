@@ -27,8 +27,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 PASSWORD = "kkr-Green-2026"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: the pinned JuKKR source tarball: $MLKKR_JUKKR_SOURCE, else ../shared/jukkr next to the repository
-JUKKR_SOURCE = Path(os.environ.get("MLKKR_JUKKR_SOURCE", ROOT.parent / "shared" / "jukkr"
-                                   / "jukkr-2a47b06b-src.tar.gz")).resolve()
+JUKKR_SOURCE = Path(os.environ.get("MLKKR_JUKKR_SOURCE")
+                    or ROOT.parent / "shared" / "jukkr" / "jukkr-2a47b06b-src.tar.gz").resolve()
 
 
 def free_port_block(size: int = 3) -> int:
