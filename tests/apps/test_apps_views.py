@@ -7,6 +7,7 @@ import json
 
 import pytest
 from ase import Atoms
+from ase.build import bulk
 
 from mlkkr.apps.registry import discover, install_apps, launcher_yaml, read_app, source_dir
 
@@ -214,3 +215,38 @@ def test_publish_form_is_checked_before_export(aiida_profile_clean):
     assert err.value.field == "licence"
     check_publish(PublishForm(group="full", title="A title", authors="Alice <0000-0002-1825-0097>",
                               keywords="a, b"))
+
+
+def test_kkr_form_jukkr_steps_route_errors_to_their_fields(aiida_profile_clean, aiida_localhost):
+    """The JuKKR part of the form: every element offered, the step's fields shown, each check's error
+    under its own field, nothing stored (the real runs are in tests/aiida and the browser test)."""
+    from aiida import orm
+
+    from mlkkr.aiida.jukkr_codes import ensure_codes
+    from mlkkr.apps.kkr_view import KkrLauncherApp
+    from support import jukkr_installation
+
+    ensure_codes(jukkr_installation(), computer_label=aiida_localhost.label)
+    app = KkrLauncherApp(background=False)
+    app.backend.value = "jukkr"
+    assert "Zn" in app.rows[0].element.options and "U" in app.rows[0].element.options
+    assert app.host_box.layout.display is None and app.imp_box.layout.display == "none"
+    for name, widget in app.jukkr_codes.items():
+        label = {"voronoi_code": "voronoi", "kkr_code": "kkrhost", "kkrimp_code": "kkrimp"}[name]
+        widget.value = orm.load_code(f"{label}@{aiida_localhost.label}").uuid
+    before = process_count()
+    app.structure_manager.structure = bulk("Cu", "fcc", a=3.61)
+    app.host_widgets["kmesh"].value = 2
+    assert app.submit() is None
+    assert "from 4 to 60" in app.form.fields["host.kmesh"].message
+    app.host_widgets["kmesh"].value = 20
+    app.host_widgets["lmax"].value = 9
+    assert app.submit() is None and "lmax" in app.form.errors() or "host.lmax" in app.form.errors()
+    app.host_widgets["lmax"].value = 2
+    app.jukkr_task.value = "impurity"
+    assert app.imp_box.layout.display is None and app.host_box.layout.display == "none"
+    assert app.submit() is None
+    assert "choose a converged host" in app.form.fields["host_calc"].message
+    app.jukkr_task.value = "jij"
+    assert app.submit() is None and "converged host" in app.form.fields["host_calc"].message
+    assert process_count() == before
