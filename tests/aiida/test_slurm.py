@@ -48,3 +48,32 @@ def test_dataset_jobs_run_through_slurm(services, slurm_computer):
                                timeout=30)
         assert "JobState=COMPLETED" in shown.stdout and "Partition=debug" in shown.stdout, shown.stdout
     assert wc.outputs.summary["n_records"] == 10
+
+
+def test_a_real_jukkr_job_runs_through_slurm(services, slurm_computer):
+    """voronoi (the first job of every host SCF) for fcc Cu, submitted by AiiDA to Slurm with the platform's
+    JuKKR build and the prepend text the profile's codes carry (stack, threads, ElementDataBase)."""
+    from mlkkr.aiida import kkr
+    from mlkkr.aiida.jukkr_codes import wanted
+    from mlkkr.aiida.kkr_launch import structure_from
+    from support import jukkr_installation
+
+    spec = next(s for s in wanted(jukkr_installation()) if s.label == "voronoi")
+    code = orm.InstalledCode(computer=slurm_computer, filepath_executable=spec.executable, label="voronoi",
+                             default_calc_job_plugin=spec.plugin, prepend_text=spec.prepend_text,
+                             with_mpi=False).store()
+    kkrhost = orm.InstalledCode(computer=slurm_computer, filepath_executable="/bin/true", label="kkrhost-unused",
+                                default_calc_job_plugin=kkr.KKRHOST, with_mpi=False).store()
+    scf = kkr.host_scf_builder(structure_from("fcc-Cu"), code, kkrhost,
+                               options=kkr.options_dict(max_wallclock_seconds=600, queue_name="debug"))
+    job = wait_for(submit(kkr.voronoi_builder(scf)), 600)
+    assert job.is_finished_ok, f"{job.process_state} {job.exit_status} {job.exit_message}\n" \
+                               f"{services.daemon_log()[-4000:]}"
+    assert job.computer.scheduler_type == "core.slurm" and job.get_job_id().isdigit()
+    shown = subprocess.run(["scontrol", "show", "job", job.get_job_id()], capture_output=True, text=True, timeout=30)
+    assert "JobState=COMPLETED" in shown.stdout and "Partition=debug" in shown.stdout, shown.stdout
+    out = job.outputs.output_parameters.get_dict()
+    assert out["radial_meshpoints"] and out["alat"] > 0
+    stdout = job.outputs.retrieved.base.repository.get_object_content("out_voronoi")
+    assert "Using database ....: ElementDataBase/Cu29.pot" in stdout, "the prepend text linked voronoi's database"
+    assert {"output.pot", "shapefun"} <= set(job.outputs.retrieved.base.repository.list_object_names())

@@ -1,6 +1,7 @@
 """The apps through the real hub, in Chromium: home launcher, KKR launcher (an invalid form submits
-nothing; a built-in-engine run finishes through the daemon and shows its tensors), ML training (parity
-plot and error table), and the data archive (alice publishes, bob sees and imports).
+nothing; a built-in-engine run finishes through the daemon and shows its tensors; real JuKKR: a host SCF
+of fcc Cu, then Fe embedded in it), ML training (parity plot and error table), and the data archive
+(alice publishes, bob sees and imports).
 
 The tests of this module share one hub and the users' sessions, and run in file order. Screenshots go to
 docs/screenshots/<app>-*.png (the README shows them). Every wait is generous: on a busy 2-core machine a
@@ -161,6 +162,72 @@ print(json.dumps({"label": node.process_label, "ok": node.is_finished_ok, "calc"
     assert info["job_id"] and info["pairs"] == 1
     daemon_log = apps_hub.home("alice") / ".aiida" / "daemon" / "log" / "aiida-alice.log"
     assert daemon_log.is_file(), "the daemon of alice's profile has no log: did it run?"
+
+
+JUKKR_RESULT = """
+import json
+from aiida import load_profile, orm
+load_profile()
+from mlkkr.aiida.kkr_results import converged_hosts, summary
+nodes = sorted(orm.load_group("mlkkr/kkr-launcher").nodes, key=lambda n: n.pk)
+imp = [n for n in nodes if n.process_label == "kkr_imp_wc"][-1]
+s = summary(imp)
+kkrimp = [c for c in imp.called_descendants if c.process_label == "KkrimpCalculation"]
+print(json.dumps({"ok": imp.is_finished_ok, "converged": s["converged"], "moment": s["total_spin_moment"],
+                  "hosts": [h["formula"] for h in converged_hosts()], "code": kkrimp[0].inputs.code.full_label,
+                  "host_ef": converged_hosts()[0]["fermi_energy_ry"]}))
+"""
+
+
+def wait_outcome(page, aiida_run, home, label: str, timeout: float) -> None:
+    """Wait until the status line says the work chain ``label`` ended (the results are then shown)."""
+    ended = ", ".join(f"{e}:has-text('{label}')" for e in ENDED.split(", "))
+    try:
+        page.wait_for_selector(ended, timeout=timeout)
+    except Exception:
+        page.screenshot(path=str(home.parent.parent.parent / f"timeout-{label}.png"), full_page=True)
+        raise AssertionError(f"no outcome of {label}: status {page.locator('.mlkkr-status').all_inner_texts()}; "
+                             f"monitor log {page.locator('.mlkkr-monitor-log').all_inner_texts()}") from None
+    status = page.locator(ended).first.inner_text()
+    assert page.locator(FAILED).count() == 0, why_failed(aiida_run, home, status) + \
+        "\n" + "\n".join(page.locator(".mlkkr-monitor-log").all_inner_texts())
+
+
+def test_kkr_launcher_runs_real_jukkr_host_then_impurity(apps_hub, aiida_run, alice):
+    """fcc Cu: the host SCF with kkr_scf_wc (voronoi, KKRhost), then Fe embedded in it with kkr_imp_wc (KKRimp),
+    both through alice's daemon on the JuKKR codes her profile got at spawn."""
+    page = alice
+    home = apps_hub.home("alice")
+    select(field(page, "structure"), "fcc Cu")
+    page.wait_for_selector(".mlkkr-structure-viewer .mlkkr-help:has-text('Cu')", timeout=2 * MINUTE)
+    click_button(page, "JuKKR (aiida-kkr)")
+    page.wait_for_selector(".mlkkr-jukkr-task", timeout=2 * MINUTE)
+    click_button(page, "Submit")
+    wait_outcome(page, aiida_run, home, "kkr_scf_wc", 15 * MINUTE)
+    page.wait_for_selector(".mlkkr-kkr-summary", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-convergence-plot .js-plotly-plot", timeout=5 * MINUTE)
+    summary = page.locator(".mlkkr-kkr-summary").inner_text()
+    assert "E_F (Ry)" in summary and "0.6437" in summary, summary
+    page.locator(".mlkkr-results").scroll_into_view_if_needed()
+    shot(page, "kkr-launcher-jukkr-host")
+
+    # the converged host is offered; embed Fe in it (the impurity alone: cluster radius 2.5 Å)
+    click_button(page, "embed an impurity")
+    page.wait_for_selector(".mlkkr-host-calc select option:has-text('Cu — E_F 0.6437')", state="attached",
+                           timeout=2 * MINUTE)
+    select(page.locator(".mlkkr-impurity-element").first, "Fe")
+    fill_number(page.locator(".mlkkr-impurity-site").first, 0)
+    click_button(page, "Submit")
+    wait_outcome(page, aiida_run, home, "kkr_imp_wc", 10 * MINUTE)
+    page.wait_for_selector(".mlkkr-delta-v-plot .js-plotly-plot", timeout=5 * MINUTE)
+    summary = page.locator(".mlkkr-kkr-summary").inner_text()
+    assert "spin moment (μB)" in summary and "2.3" in summary, summary
+    page.locator(".mlkkr-results").scroll_into_view_if_needed()
+    shot(page, "kkr-launcher-jukkr-impurity")
+    info = json.loads(aiida_run(home, JUKKR_RESULT).strip().splitlines()[-1])
+    assert info["ok"] and info["converged"] and info["moment"] == pytest.approx(2.34, abs=0.05)
+    assert info["hosts"] == ["Cu"] and info["host_ef"] == pytest.approx(0.64375, abs=5e-5)
+    assert info["code"] == "kkrimp@localhost", "the code registered at spawn ran KKRimp"
 
 
 def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alice):

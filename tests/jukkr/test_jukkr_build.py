@@ -106,7 +106,7 @@ def _tool_dir(tmp_path: Path, *tools: str) -> Path:
 
 
 def test_a_missing_compiler_or_blas_is_named_with_what_to_install(tmp_path, source_tarball):
-    folder = _tool_dir(tmp_path, "cmake", "make")
+    folder = _tool_dir(tmp_path, "cmake", "make", "c++")
     no_fc = mlkkr("jukkr", "build", "--prefix", str(tmp_path / "p"), "--source", str(source_tarball),
                   env={"PATH": str(folder), "FC": ""})
     assert no_fc.returncode == 3

@@ -1,4 +1,4 @@
-"""The worked notebooks (notebooks/*.ipynb): committed without outputs, and 1-5 executed top to bottom
+"""The worked notebooks (notebooks/*.ipynb): committed without outputs, and 1-5 and 7 executed top to bottom
 with nbclient against a throw-away AiiDA profile; each test checks the values the final cell shows.
 
 Notebook 6 submits to an HPC cluster; it is executed here only in its default mode without one
@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbrun import IN_CI, NOTEBOOKS, execute, notebook_path, parameters_cell
 
-EXPECTED = {1: "quickstart", 2: "ml-exc", 3: "ml-es", 4: "jukkr-data", 5: "fair-store", 6: "hpc"}
+EXPECTED = {1: "quickstart", 2: "ml-exc", 3: "ml-es", 4: "jukkr-data", 5: "fair-store", 6: "hpc", 7: "jukkr-run"}
 
 
 def run_and_report(number: int, env: dict[str, str], tmp_path, **parameters):
@@ -43,7 +43,7 @@ def needs(*modules: str) -> None:
             pytest.skip(message)
 
 
-def test_the_six_notebooks_exist_with_a_parameters_cell():
+def test_the_notebooks_exist_with_a_parameters_cell():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [f"{k:02d}-{v}.ipynb" for k, v in EXPECTED.items()]
     for number, slug in EXPECTED.items():
         path = notebook_path(number)
@@ -147,3 +147,17 @@ def test_notebook_6_hpc_without_a_cluster(profile, tmp_path, kkr_reference):
     assert s["host_scf_dry_run"] == {"voronoi_ZATOM": 29.0, "NAEZ": 1, "LMAX": 2}
     assert s["impurity_dry_run"] == {"RUNOPT_KKRFLEX": True, "cluster_sites": 13, "impurity_Z": 30.0}
     assert s["submitted"] == []
+
+
+def test_notebook_7_real_jukkr_host_and_impurity(daemon_profile, tmp_path):
+    """Real JuKKR from Python: fcc Cu host SCF, then Fe in it (the numbers of tests/aiida/test_jukkr_runs.py)."""
+    needs("mlkkr.aiida.kkr_launch", "mlkkr.aiida.kkr_results")
+    from support import jukkr_installation
+
+    jukkr_installation()  # the codes the profile got at `mlkkr setup` point there
+    s = run_and_report(7, daemon_profile.env, tmp_path)
+    assert s["host_converged"] is True and s["host_reused"] is False
+    assert s["fermi_energy_ry"] == pytest.approx(0.64375, abs=5e-5)
+    assert s["impurity_converged"] is True and s["impurity_moment_muB"] == pytest.approx(2.34, abs=0.05)
+    assert s["cluster_atoms"] == 1 and s["mesh_points"] > 400 and s["kkrimp_code"] == "kkrimp@localhost"
+    assert 20 <= s["host_iterations"] <= 120

@@ -590,8 +590,9 @@ def dry_run(builder: ProcessBuilder, destination: str | Path) -> dict[str, Path]
                                                                                 "kkr_jij_wc"])
 
 
-def _dry_run_host_scf(builder: ProcessBuilder, destination: Path) -> Path:
-    """The voronoi job of kkr_startpot_wc (first iteration): RCLUSTZ from the minimal cluster size."""
+def voronoi_builder(builder: ProcessBuilder) -> ProcessBuilder:
+    """The VoronoiCalculation that a ``kkr_scf_wc`` builder starts with (its first kkr_startpot_wc job):
+    the screening cluster radius RCLUSTZ from the minimal cluster size, as the workflow sets it."""
     from aiida_kkr.tools.common_workfunctions import get_inputs_voronoi
     from aiida_kkr.tools.find_cluster_radius import find_cluster_radius
     from masci_tools.io.common_functions import get_alat_from_bravais
@@ -608,9 +609,14 @@ def _dry_run_host_scf(builder: ProcessBuilder, destination: Path) -> Path:
     full = kkrparams()
     for key, value in params.items():
         full.set_value(key, value, silent=True)
-    calc = get_inputs_voronoi(builder.voronoi, structure, _calc_options(builder.options.get_dict()),
-                              "voronoi (dry run)", "", params=orm.Dict(full.get_dict()))
-    return _dry_run_calc(calc, destination)
+    options = _calc_options(builder.options.get_dict())
+    options["withmpi"] = builder.options.get_dict().get("withmpi", False)
+    return get_inputs_voronoi(builder.voronoi, structure, options, "voronoi", "", params=orm.Dict(full.get_dict()))
+
+
+def _dry_run_host_scf(builder: ProcessBuilder, destination: Path) -> Path:
+    """The voronoi job of kkr_startpot_wc (first iteration)."""
+    return _dry_run_calc(voronoi_builder(builder), destination)
 
 
 def _dry_run_impurity(builder: ProcessBuilder, destination: Path) -> dict[str, Path]:

@@ -177,9 +177,14 @@ def mark_host(node: orm.ProcessNode) -> None:
     node.base.extras.set("mlkkr_role", HOST_ROLE)
 
 
-def converged_hosts() -> list[dict[str, Any]]:
+def converged_hosts(promote: bool = True) -> list[dict[str, Any]]:
     """Converged hosts for reuse: every mlkkr host SCF that converged is added to :data:`HOSTS_GROUP`
-    (first time seen); returns the group's hosts, newest first, as ``{"pk", "label", "formula", "fermi_energy_ry"}``."""
+    (first time seen); returns the group's hosts, newest first, as ``{"pk", "label", "formula", "fermi_energy_ry"}``.
+
+    ``promote=False`` writes nothing and lists the group's hosts and the converged ones not yet in it —
+    for threads other than the one that loaded the profile (a widget callback), where aiida-core's
+    storage session may not write (the default user belongs to the main thread's session).
+    """
     qb = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "kkr_scf_wc",
                                                                "attributes.exit_status": 0,
                                                                "extras.mlkkr_role": HOST_ROLE}, project="*")
@@ -195,14 +200,14 @@ def converged_hosts() -> list[dict[str, Any]]:
             continue
         if node.outputs.output_kkr_scf_wc_ParameterResults.get_dict().get("convergence_reached"):
             new.append(node)
-    if new:
+    if new and promote:
         group = group or orm.Group(label=HOSTS_GROUP, description="converged JuKKR hosts (kkr_scf_wc) for reuse, "
                                    "kept by mlkkr").store()
         group.add_nodes(new)
-    if group is None:
-        return []
+        new = []
+    nodes = ([] if group is None else list(group.nodes)) + new
     hosts = []
-    for node in sorted(group.nodes, key=lambda n: n.ctime, reverse=True):
+    for node in sorted(nodes, key=lambda n: n.ctime, reverse=True):
         if not isinstance(node, orm.WorkChainNode) or node.process_label != "kkr_scf_wc":
             continue
         out = node.outputs.last_calc_out.get_dict() if "last_calc_out" in node.outputs else {}

@@ -349,6 +349,10 @@ def _jukkr(request: KkrRequest, submit: bool) -> Any:
                                           label=request.label)
         if request.host_calc in (None, ""):
             raise InputError("host_calc", None, reason="choose a converged host (run a host SCF first)")
+        if submit:
+            from mlkkr.aiida.kkr_results import converged_hosts
+
+            converged_hosts()  # keep the converged hosts in their Group (from this, the submitting thread)
         host = kkr_launch.load_host(request.host_calc)
         if request.jukkr_task == "jij":
             if not submit:

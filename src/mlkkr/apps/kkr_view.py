@@ -176,8 +176,9 @@ class KkrLauncherApp(LazyApp):
             "max_iterations": ipw.IntText(value=host_defaults["max_iterations"], description="max iterations",
                                           style=_WIDE),
             "mag_init": ipw.Checkbox(value=host_defaults["mag_init"], description="start magnetic (e.g. bcc Fe)",
-                                     style=_WIDE),
-            "dos": ipw.Checkbox(value=host_defaults["dos"], description="compute the DOS", style=_WIDE),
+                                     style=_WIDE, layout={"width": "520px"}),
+            "dos": ipw.Checkbox(value=host_defaults["dos"], description="compute the DOS of the converged host",
+                                style=_WIDE, layout={"width": "520px"}),
         }
         helps = {"lmax": "2 converges fcc Cu and bcc Fe here in a minute or a few",
                  "kmesh": "fine mesh (kkr_scf_wc pre-converges on 10³)",
@@ -220,11 +221,13 @@ class KkrLauncherApp(LazyApp):
         self.imp_box.layout.display = None if task == "impurity" else "none"
         self.jij_box.layout.display = None if task == "jij" else "none"
 
-    def refresh_hosts(self, select: int | None = None) -> None:
-        """Fill the host list from the converged hosts (newest first); select ``select`` or the newest."""
+    def refresh_hosts(self, select: int | None = None, promote: bool = True) -> None:
+        """Fill the host list from the converged hosts (newest first); select ``select`` or the newest.
+
+        ``promote=False`` (from the process monitor's thread) only reads: see ``converged_hosts``."""
         from mlkkr.aiida.kkr_results import converged_hosts
 
-        hosts = converged_hosts()
+        hosts = converged_hosts(promote=promote)
         options = [(f"{h['pk']}: {h['formula']} — E_F {h['fermi_energy_ry']:.5f} Ry, NSPIN {h['nspin']} "
                      f"({h['label']})", h["pk"]) for h in hosts] or [("(none yet: run a host SCF)", None)]
         self.host_calc.options = options
@@ -367,7 +370,7 @@ class KkrLauncherApp(LazyApp):
         if data["kind"] == "host":
             if data.get("dos"):
                 figure(kkr_plots.dos_figure(data), "mlkkr-dos-plot")
-            self.refresh_hosts(select=node.pk)
+            self.refresh_hosts(select=node.pk, promote=False)  # the monitor's thread: read only
             children.append(ipw.HTML('<span class="mlkkr-help">The host is now offered under "converged host": '
                                      "choose the next step above (embed an impurity, or J_ij).</span>"))
         elif data["kind"] == "impurity" and data.get("delta_v"):
@@ -381,9 +384,11 @@ class KkrLauncherApp(LazyApp):
 
         tree = ProcessNodesTreeWidget(title="Process tree")
         tree.value = node.uuid
-        self.tree_box.children = [ipw.HTML("<b>Process tree</b> (live)"), tree]
+        log = ipw.VBox([])  # a callback that fails shows its traceback here (aiidalab-widgets-base)
+        log.add_class("mlkkr-monitor-log")
+        self.tree_box.children = [ipw.HTML("<b>Process tree</b> (live)"), tree, log]
         self._monitor = ProcessMonitor(callbacks=[tree.update, self._update_status],
-                                       on_sealed=[self._on_sealed], timeout=1.0)
+                                       on_sealed=[self._on_sealed], timeout=1.0, log_widget=log)
         self._monitor.value = node.uuid
 
     def _update_status(self, uuid: str) -> None:
@@ -402,8 +407,14 @@ class KkrLauncherApp(LazyApp):
         if state != "finished":
             self.progress.fail(text)
             return
+        try:
+            self.show_results(node)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, with the process to look at
+            self.form.general.value = html.escape(f"{node.process_label}<{node.pk}> finished, but its results "
+                                                  f"cannot be shown: {type(exc).__name__}: {exc}")
+            self.progress.fail(f"{text}; results not shown: {exc}")
+            raise
         self.progress.done(text)
-        self.show_results(node)
 
     def show_results(self, node) -> None:
         import plotly.graph_objects as go

@@ -49,7 +49,7 @@ from mlkkr.jukkr import source as jsource
 MANIFEST = "jukkr.json"
 MANIFEST_FORMAT = 1
 _MARCH = re.compile(r"^[a-z0-9][a-z0-9_.+-]{0,31}$")
-INSTALL_HINT = ("on Debian/Ubuntu: apt-get install gfortran cmake make liblapack-dev libblas-dev "
+INSTALL_HINT = ("on Debian/Ubuntu: apt-get install gfortran g++ cmake make liblapack-dev libblas-dev "
                 "libopenblas0-serial")
 
 
@@ -153,9 +153,10 @@ end program t
 def find_toolchain() -> Toolchain:
     """The compiler and tools, and a proof that LAPACK/BLAS link; ServiceError naming what to install."""
     fc = os.environ.get("FC") or "gfortran"
-    found = {name: shutil.which(cmd) for name, cmd in (("fortran", fc), ("cmake", "cmake"), ("make", "make"))}
-    missing = [f"{name} ({cmd})" for (name, path), cmd in zip(found.items(), (fc, "cmake", "make"), strict=True)
-               if path is None]
+    cxx = os.environ.get("CXX") or "c++"  # JuKKR's CMake project enables C++ as well
+    tools = (("fortran", fc), ("C++ compiler", cxx), ("cmake", "cmake"), ("make", "make"))
+    found = {name: shutil.which(cmd) for name, cmd in tools}
+    missing = [f"{name} ({cmd})" for name, cmd in tools if found[name] is None]
     if missing:
         raise ServiceError(f"cannot build JuKKR: {', '.join(missing)} not found on PATH; {INSTALL_HINT}")
     chain = Toolchain(found["fortran"], found["cmake"], found["make"])
