@@ -196,3 +196,29 @@ def test_an_unconverged_host_is_refused_for_embedding(codes, services):
     assert node.pk not in [h["pk"] for h in converged_hosts()]
     with pytest.raises(InputError, match="host: the host did not converge"):
         submit_impurity(node, kkr.Impurity("Fe", 0, 2.5))
+
+
+def test_a_killed_daemon_resumes_the_embedding(cu_host, services):
+    """The daemon (circus, worker, jobs' parent) killed with SIGKILL while KKRimp runs; after `verdi daemon
+    start` the work chain goes on from its last checkpoint and finishes with the same moment."""
+    import signal
+    import time
+
+    import psutil
+    from aiida.engine.daemon.client import get_daemon_client
+
+    node = submit_impurity(cu_host, kkr.Impurity("Fe", 0, 2.5), label="Fe in Cu, daemon killed")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(c.process_label == "KkrimpCalculation"
+                                                  for c in node.called_descendants):
+        time.sleep(0.5)
+    assert not node.is_terminated, "the daemon was to be killed while KKRimp runs"
+    daemon = psutil.Process(get_daemon_client(services.name).get_daemon_pid())
+    for proc in [*daemon.children(recursive=True), daemon]:
+        if proc.name() not in ("kkrflex.exe",):  # the job itself is the scheduler's, not the daemon's
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs([daemon], timeout=30)
+    services.start_daemon()
+    node = wait_for(node, 600)
+    assert node.is_finished_ok, f"{node.process_state} {node.exit_status} {node.exit_message}"
+    assert impurity_summary(node)["total_spin_moment"] == pytest.approx(2.34, abs=0.05)

@@ -205,7 +205,12 @@ def test_kkr_launcher_runs_real_jukkr_host_then_impurity(apps_hub, aiida_run, al
     click_button(page, "Submit")
     wait_outcome(page, aiida_run, home, "kkr_scf_wc", 15 * MINUTE)
     page.wait_for_selector(".mlkkr-kkr-summary", timeout=5 * MINUTE)
-    page.wait_for_selector(".mlkkr-convergence-plot .js-plotly-plot", timeout=5 * MINUTE)
+    try:
+        page.wait_for_selector(".mlkkr-convergence-plot .js-plotly-plot, .mlkkr-convergence-plot svg",
+                               timeout=5 * MINUTE)
+    except Exception:
+        page.screenshot(path=str(home.parent.parent.parent / "no-convergence-plot.png"), full_page=True)
+        raise AssertionError(page.locator(".mlkkr-results").inner_html()[:3000]) from None
     summary = page.locator(".mlkkr-kkr-summary").inner_text()
     assert "E_F (Ry)" in summary and "0.6437" in summary, summary
     page.locator(".mlkkr-results").scroll_into_view_if_needed()
@@ -219,10 +224,10 @@ def test_kkr_launcher_runs_real_jukkr_host_then_impurity(apps_hub, aiida_run, al
     fill_number(page.locator(".mlkkr-impurity-site").first, 0)
     click_button(page, "Submit")
     wait_outcome(page, aiida_run, home, "kkr_imp_wc", 10 * MINUTE)
-    page.wait_for_selector(".mlkkr-delta-v-plot .js-plotly-plot", timeout=5 * MINUTE)
+    page.wait_for_selector(".mlkkr-delta-v-plot .js-plotly-plot, .mlkkr-delta-v-plot svg", timeout=5 * MINUTE)
     summary = page.locator(".mlkkr-kkr-summary").inner_text()
     assert "spin moment (μB)" in summary and "2.3" in summary, summary
-    page.locator(".mlkkr-results").scroll_into_view_if_needed()
+    page.locator(".mlkkr-delta-v-plot").scroll_into_view_if_needed()
     shot(page, "kkr-launcher-jukkr-impurity")
     info = json.loads(aiida_run(home, JUKKR_RESULT).strip().splitlines()[-1])
     assert info["ok"] and info["converged"] and info["moment"] == pytest.approx(2.34, abs=0.05)
