@@ -222,3 +222,35 @@ def test_a_killed_daemon_resumes_the_embedding(cu_host, services):
     node = wait_for(node, 600)
     assert node.is_finished_ok, f"{node.process_state} {node.exit_status} {node.exit_message}"
     assert impurity_summary(node)["total_spin_moment"] == pytest.approx(2.34, abs=0.05)
+
+
+def _mlkkr(services, *args: str):
+    import os
+    import subprocess
+
+    from mlkkr.aiida.testing import bin_dir, env_with_bin
+
+    env = env_with_bin()
+    env["AIIDA_PATH"] = os.environ["AIIDA_PATH"]  # aiida-core's temporary test configuration
+    return subprocess.run([str(bin_dir() / "mlkkr"), "run", "kkr", *args, "--profile", services.name], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_command_line_lists_hosts_shows_results_and_refuses_bad_input(cu_host, fe_impurity, services):
+    import json
+
+    hosts = json.loads(_mlkkr(services, "hosts", "--json").stdout)
+    assert cu_host.pk in [h["pk"] for h in hosts]
+    host = json.loads(_mlkkr(services, "results", str(cu_host.pk), "--json").stdout)
+    assert host["kind"] == "host" and host["fermi_energy_ry"] == pytest.approx(E_F_CU, abs=5e-5)
+    imp = json.loads(_mlkkr(services, "results", str(fe_impurity.pk), "--json").stdout)
+    assert imp["kind"] == "impurity" and len(imp["delta_v"][0]["r_angstrom"]) == len(imp["delta_v"][0]["delta_v_ev"])
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    for args, says in ((["impurity", str(cu_host.pk), "--element", "Xx"], "impurity.element: not an element"),
+                       (["impurity", str(cu_host.pk), "--element", "Fe", "--radius", "40"], "impurity.radius"),
+                       (["scf", "fcc-Cu", "--kmesh", "100"], "kmesh: 100 is not allowed"),
+                       (["scf", "no/such/file.cif"], "structure: 'no/such/file.cif'"),
+                       (["jij", str(cu_host.pk)], "J_ij needs a magnetic host")):
+        result = _mlkkr(services, *args, "--json")
+        assert result.returncode == 2 and says in result.stderr, (args, result.stderr)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
