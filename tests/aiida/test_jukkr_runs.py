@@ -218,7 +218,8 @@ def test_a_killed_daemon_resumes_the_embedding(cu_host, services):
         if proc.name() not in ("kkrflex.exe",):  # the job itself is the scheduler's, not the daemon's
             proc.send_signal(signal.SIGKILL)
     psutil.wait_procs([daemon], timeout=30)
-    services.start_daemon()
+    started = services.verdi("daemon", "start", "1")  # verdi clears the stale PID file the kill left
+    assert started.returncode == 0, started.stdout + started.stderr
     node = wait_for(node, 600)
     assert node.is_finished_ok, f"{node.process_state} {node.exit_status} {node.exit_message}"
     assert impurity_summary(node)["total_spin_moment"] == pytest.approx(2.34, abs=0.05)
