@@ -80,6 +80,51 @@ def test_setup_is_idempotent_and_repairs(aiida_home, tmp_path):
     assert list(json.loads(config_file.read_text())["profiles"]) == ["carla"]
 
 
+VERDI_CODES = """
+import json
+from aiida import load_profile, orm
+load_profile()
+codes = orm.InstalledCode.collection.all()
+print(json.dumps(sorted((c.label, c.is_hidden, str(c.filepath_executable)) for c in codes)))
+"""
+
+
+def test_setup_makes_the_jukkr_codes_once_and_repairs_them(aiida_home, tmp_path):
+    """The three codes at set-up, left alone on the next set-up; one pointing elsewhere (a moved prefix) is
+    retired and remade; `mlkkr status` says down while it is broken."""
+    from support import jukkr_installation
+
+    inst = jukkr_installation()
+    report = json.loads(run("setup", "--json", env=aiida_home).stdout)
+    made = [a for a in report["actions"] if a.startswith("created code")]
+    assert [a.split()[2].split("<")[0] for a in made] == ["voronoi@localhost", "kkrhost@localhost", "kkrimp@localhost"]
+
+    def codes():
+        out = subprocess.run([sys.executable, "-c", VERDI_CODES], env=dict(os.environ, **aiida_home),
+                             capture_output=True, text=True, timeout=120)
+        return [tuple(c) for c in json.loads(out.stdout.strip().splitlines()[-1])]
+
+    assert codes() == sorted([(c, False, str(inst.executable(c))) for c in ("kkrhost", "kkrimp", "voronoi")])
+    assert json.loads(run("setup", "--json", env=aiida_home).stdout)["actions"] == []
+    # a code whose executable is somewhere else, as after the prefix moved
+    subprocess.run([sys.executable, "-c", """
+from aiida import load_profile, orm
+load_profile()
+orm.load_code("kkrhost@localhost").label = "kkrhost-old"
+orm.InstalledCode(computer=orm.load_computer("localhost"), filepath_executable="/nowhere/kkr.x", label="kkrhost",
+                  default_calc_job_plugin="kkr.kkr", with_mpi=False).store()
+orm.load_code("kkrhost-old@localhost").is_hidden = True
+"""], env=dict(os.environ, **aiida_home), check=True, capture_output=True, timeout=120)
+    status = json.loads(run("status", "--json", env=aiida_home).stdout)
+    jukkr = next(c for c in status["checks"] if c["name"] == "jukkr")
+    assert jukkr["state"] == "down" and "kkrhost@localhost has another executable" in jukkr["detail"]
+    repaired = json.loads(run("setup", "--json", env=aiida_home).stdout)["actions"]
+    assert repaired[0].startswith("retired code kkrhost@localhost") and repaired[1].startswith("created code kkrhost")
+    visible = [c for c in codes() if not c[1]]
+    assert visible == sorted([(c, False, str(inst.executable(c))) for c in ("kkrhost", "kkrimp", "voronoi")])
+    assert sum(1 for c in codes() if c[0].startswith("kkrhost-retired-")) == 1
+
+
 def test_setup_refuses_to_switch_storage_and_leaves_config_alone(aiida_home, tmp_path):
     assert run("setup", env=aiida_home).returncode == 0
     config_file = tmp_path / ".aiida" / "config.json"
@@ -104,7 +149,8 @@ def test_status_reports_and_fails_when_the_daemon_is_down(aiida_home):
         report = json.loads(up.stdout)
         states = {c["name"]: c["state"] for c in report["checks"]}
         assert up.returncode == 0 and report["ok"] is True
-        assert states == {"profile": "up", "storage": "up", "broker": "up", "daemon": "up", "hub": "skipped"}
+        assert states == {"profile": "up", "storage": "up", "broker": "up", "daemon": "up", "jukkr": "up",
+                          "hub": "skipped"}
     finally:
         subprocess.run([str(Path(sys.executable).with_name("verdi")), "-p", "carla", "daemon", "stop"],
                        env=dict(os.environ, **aiida_home), capture_output=True, timeout=60)
