@@ -76,8 +76,9 @@ def load_host(host: Any) -> orm.Node:
         raise InputError("host", host, reason="no such node; list converged hosts with `mlkkr run kkr hosts`") from None
 
 
-def _finish(node: orm.ProcessNode, task: str) -> orm.ProcessNode:
-    node.base.extras.set_many({"mlkkr_app": "kkr-launcher", "mlkkr_task": task, "mlkkr_backend": "jukkr"})
+def record(node: orm.ProcessNode, task: str, backend: str = "jukkr") -> orm.ProcessNode:
+    """Tag a process the launcher (or ``mlkkr run kkr``) started and add it to :data:`RESULTS_GROUP`."""
+    node.base.extras.set_many({"mlkkr_app": "kkr-launcher", "mlkkr_task": task, "mlkkr_backend": backend})
     group, _ = orm.Group.collection.get_or_create(RESULTS_GROUP)
     group.add_nodes([node])
     return node
@@ -93,7 +94,7 @@ def submit_host(structure: Any, settings: kkr.HostSettings | None = None, *, vor
     builder.metadata.description = "host SCF submitted by mlkkr (KKR launcher / mlkkr run kkr scf)"
     node = launch(builder, wait=False)
     mark_host(node)
-    _finish(node, "scf")
+    record(node, "scf")
     return _wait(node, wait)
 
 
@@ -106,7 +107,7 @@ def submit_impurity(host: Any, impurity: kkr.Impurity, settings: kkr.ImpuritySet
     builder = kkr.impurity_builder(load_host(host), impurity, kkr_code or DEFAULT_CODES["kkr"],
                                    voronoi or DEFAULT_CODES["voronoi"], kkrimp or DEFAULT_CODES["kkrimp"],
                                    settings=settings, options=options, label=label)
-    return _wait(_finish(launch(builder), "impurity"), wait)
+    return _wait(record(launch(builder), "impurity"), wait)
 
 
 def submit_jij(host: Any, radius: float = 5.0, *, kkr_code: Any = None, options: dict[str, Any] | None = None,
@@ -116,7 +117,25 @@ def submit_jij(host: Any, radius: float = 5.0, *, kkr_code: Any = None, options:
 
     builder = kkr.jij_builder(load_host(host), kkr_code or DEFAULT_CODES["kkr"], radius=radius, options=options,
                               label=label)
-    return _wait(_finish(launch(builder), "jij"), wait)
+    return _wait(record(launch(builder), "jij"), wait)
+
+
+def progress(node: orm.ProcessNode) -> dict[str, Any]:
+    """How far a JuKKR work chain has got: its KKR calculations done and running, and the last rms."""
+    calcs = [c for c in node.called_descendants if c.process_label in ("KkrCalculation", "KkrimpCalculation")]
+    done = [c for c in calcs if c.is_finished_ok and "output_parameters" in c.outputs]
+    last = max(done, key=lambda c: c.ctime).outputs.output_parameters.get_dict() if done else {}
+    return {"started": bool(calcs), "done": len(done), "running": len(calcs) - len(done),
+            "rms": (last.get("convergence_group") or {}).get("rms")}
+
+
+def progress_text(node: orm.ProcessNode) -> str:
+    """:func:`progress` as the tail of a status line: ``" — 2 KKR calculation(s) done, rms 2.1e-07, 1 running"``."""
+    p = progress(node)
+    if not p["started"]:
+        return " — starting (voronoi)"
+    return (f" — {p['done']} KKR calculation(s) done" + (f", rms {p['rms']:.3g}" if p["rms"] is not None else "")
+            + (f", {p['running']} running" if p["running"] else ""))
 
 
 def _wait(node: orm.ProcessNode, wait: bool) -> orm.ProcessNode:

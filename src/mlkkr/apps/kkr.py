@@ -34,7 +34,7 @@ JUKKR_TASKS = {"scf": "host SCF (kkr_scf_wc)", "impurity": "embed an impurity (k
                "jij": "J_ij of the host (kkr_jij_wc)"}
 HOSTS = ("ti", "metal")
 #: the group every launched process is added to (publish it with the Data archive app)
-RESULTS_GROUP = "mlkkr/kkr-launcher"  # the same as mlkkr.aiida.kkr_launch.RESULTS_GROUP (tested)
+RESULTS_GROUP = "mlkkr/kkr-launcher"  # kept by mlkkr.aiida.kkr_launch.record (its RESULTS_GROUP: the same)
 ENGINE_PLUGIN = "mlkkr.engine"
 _ON_LATTICE = 0.05  # largest deviation from a lattice point, in lattice constants
 
@@ -391,19 +391,13 @@ def _kkr_code(code: Any, plugin: str, field_name: str):
 
 def submit(request: KkrRequest):
     """Check, build and submit; returns the process node (added to the group :data:`RESULTS_GROUP`)."""
-    from aiida import orm
-
+    from mlkkr.aiida.kkr_launch import record
     from mlkkr.aiida.launch import launch
 
     check(request)
     if request.backend == "jukkr":
         return _jukkr(request, submit=True)
-    node = launch(engine_builder(request))
-    node.base.extras.set_many({"mlkkr_app": "kkr-launcher", "mlkkr_task": request.task,
-                               "mlkkr_backend": request.backend})
-    group, _ = orm.Group.collection.get_or_create(RESULTS_GROUP)
-    group.add_nodes([node])
-    return node
+    return record(launch(engine_builder(request)), request.task, backend="engine")
 
 
 # -------------------------------------------------------------------------------------------- results
@@ -482,15 +476,9 @@ def jukkr_progress(node) -> str:
     """For a running JuKKR work chain: how many KKR calculations have finished and the last rms."""
     if node.base.extras.get("mlkkr_backend", "") != "jukkr":
         return ""
-    calcs = [c for c in node.called_descendants if c.process_label in ("KkrCalculation", "KkrimpCalculation")]
-    done = [c for c in calcs if c.is_finished_ok and "output_parameters" in c.outputs]
-    if not calcs:
-        return " — starting (voronoi)"
-    last = max(done, key=lambda c: c.ctime).outputs.output_parameters.get_dict() if done else {}
-    rms = (last.get("convergence_group") or {}).get("rms")
-    running = len(calcs) - len(done)
-    return (f" — {len(done)} KKR calculation(s) done" + (f", rms {rms:.3g}" if rms is not None else "")
-            + (f", {running} running" if running else ""))
+    from mlkkr.aiida.kkr_launch import progress_text
+
+    return progress_text(node)
 
 
 def describe_state(node) -> tuple[str, str]:
