@@ -44,9 +44,10 @@ test: machine install
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Images with Podman from a debootstrap base. Only PyPI's (CUDA) torch is reachable here, so the
-# default variant is gpu; `make image TORCH_VARIANT=cpu` takes PyTorch's CPU wheel index.
-TORCH_VARIANT ?= gpu
+# Images with Podman from a debootstrap base; the singleuser image builds JuKKR from MLKKR_JUKKR_SOURCE.
+# TORCH_VARIANT=cpu (default): PyPI's torch without its CUDA wheels, stub CUDA libraries in their place
+# (docker/singleuser/torch-cpu.py); TORCH_VARIANT=gpu: PyPI's torch as it is (the CUDA build).
+TORCH_VARIANT ?= cpu
 image: install
 	scripts/install-container-tools.sh --podman
 	CONTAINERS_CONF=$(CURDIR)/.tools/containers.conf docker/build.sh --variant $(TORCH_VARIANT) all

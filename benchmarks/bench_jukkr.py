@@ -15,8 +15,9 @@ on its input files copied from its AiiDA work folder (inputcard, potential, shap
 kkrflex files …, as aiida-kkr laid them out; its outputs left behind), with ``mlkkr.jukkr.run.run_code``
 (the prepend text's stack and thread settings); wall and CPU time of each executable. The jobs are not
 children of the daemon (the direct scheduler detaches them), so the AiiDA path's CPU time is the
-daemon's processes' plus the jobs' (the direct runs' CPU time of the same executables and inputs). The direct host run's Fermi energy is
-compared with AiiDA's. Prints ``t_aiida / t_direct`` for both (goal ≤ 1.2 at this size).
+daemon's processes' plus the jobs' (the direct runs' CPU time of the same executables and inputs).
+The direct host run's Fermi energy is compared with AiiDA's. Prints ``t_aiida / t_direct`` for both
+(goal ≤ 1.2 at this size).
 
 BLAS: the last KKRhost job and the last KKRimp job run again with the reference BLAS/LAPACK
 (``LD_LIBRARY_PATH`` = Debian's ``blas``/``lapack`` folders) and with what the build links to (OpenBLAS

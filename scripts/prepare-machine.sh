@@ -13,9 +13,10 @@ missing=()
 # Node.js may come from elsewhere than Debian (with its own npm): look for the commands.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# JuKKR (mlkkr jukkr build, run by make install): gfortran, CMake, LAPACK/BLAS to link against, and
-# OpenBLAS, which Debian's alternatives then pick for libblas.so.3 (kkr.x 2.1x faster per iteration).
-for p in gfortran cmake make liblapack-dev libblas-dev libopenblas0-serial; do
+# JuKKR (mlkkr jukkr build, run by make install): gfortran, g++ (JuKKR's CMake project enables C++:
+# without it CMake stops with "No CMAKE_CXX_COMPILER could be found"), CMake, LAPACK/BLAS to link
+# against, and OpenBLAS, which Debian's alternatives then pick for libblas.so.3 (kkr.x 2.1x faster).
+for p in gfortran g++ cmake make liblapack-dev libblas-dev libopenblas0-serial; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ "$what" = test ]; then

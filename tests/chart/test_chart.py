@@ -116,6 +116,16 @@ def test_jupyterhub_values_of_the_platform():
     assert single["extraEnv"]["MLKKR_ARCHIVE_URL"].startswith(jh["hub"]["services"]["archive"]["url"])
 
 
+def test_user_pods_are_told_where_the_images_jukkr_lies():
+    """MLKKR_JUKKR_PREFIX in every profile's environment is where the singleuser image builds JuKKR."""
+    single = VALUES["jupyterhub"]["singleuser"]
+    prefix = single["extraEnv"]["MLKKR_JUKKR_PREFIX"]
+    dockerfile = (CHART.parents[1] / "docker" / "singleuser" / "Dockerfile").read_text()
+    assert f"MLKKR_JUKKR_PREFIX={prefix} " in dockerfile and f"--prefix {prefix} " in dockerfile
+    for profile in single["profileList"]:  # no profile overrides the environment with another prefix
+        assert "MLKKR_JUKKR_PREFIX" not in str(profile.get("kubespawner_override", {}))
+
+
 @pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda v: v.name if v else "defaults")
 def test_jupyterhub_values_validate_against_the_official_schema(z2jh_validator, values):
     jh = VALUES["jupyterhub"]
@@ -131,6 +141,13 @@ def test_the_official_schema_check_bites(z2jh_validator):
     messages = [e.message for e in z2jh_validator.iter_errors(bad)]
     assert any("storag" in m for m in messages), messages
     assert any("'jovyan' is not of type" in m for m in messages), messages
+
+
+def test_relative_jukkr_prefix_is_rejected_by_the_charts_schema(helm, own_chart):
+    setting = "jupyterhub.singleuser.extraEnv.MLKKR_JUKKR_PREFIX=opt/jukkr"
+    result = run([helm, "template", "mlkkr", str(own_chart), "--set", setting], check=False)
+    assert result.returncode != 0
+    assert "MLKKR_JUKKR_PREFIX" in result.stderr and "does not match pattern" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("setting", ["jupyterhub.singleuser.storage.capacity=-10Gi", "store.size=-1Gi",

@@ -110,6 +110,10 @@ def test_hub_spawns_a_user_container_browser_reaches_lab_data_survives_restart(d
     assert podman("exec", user_container, "cat", "/srv/mlkkr-store/written-by-hub").stdout.strip() == "catalog"
     status = wait_mlkkr_status(user_container)
     assert status.returncode == 0, status.stdout + status.stderr
+    # The spawned server's profile got the image's JuKKR codes (voronoi/kkrhost/kkrimp@localhost).
+    report = json.loads(podman("exec", user_container, "mlkkr", "status", "--json", timeout=120).stdout)
+    jukkr = next(c for c in report["checks"] if c["name"] == "jukkr")
+    assert jukkr["state"] == "up" and "kkrimp@localhost" in jukkr["detail"], jukkr
 
     # Data in the home: a file and an AiiDA node in the profile made at the first start.
     podman("exec", user_container, "sh", "-c", "echo 'my notes' > /home/jovyan/notes.txt")
