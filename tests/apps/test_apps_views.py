@@ -187,6 +187,12 @@ def test_ml_training_runs_and_shows_parity_and_errors(aiida_profile_clean, aiida
     assert [h["epoch"] for h in history] == [1, 2, 3]
     tensor = app.predict()
     assert tensor is not None and tensor.shape == (3, 3)
+    # the monitor's thread runs show_results too: an ORM node kept on the app would belong to that thread's
+    # session and fail when the kernel reads it ("not persistent within this Session"), so only UUIDs are kept
+    from aiida import orm
+
+    kept = {name for name, value in vars(app).items() if isinstance(value, orm.Node) and name != "node"}
+    assert not kept and app.model_uuid == node.outputs.model.uuid
 
 
 def test_publish_form_is_checked_before_export(aiida_profile_clean):

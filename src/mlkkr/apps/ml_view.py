@@ -27,7 +27,9 @@ class MlTrainingApp(LazyApp):
         self._init_loading()
         self.form = Form()
         self.node = None
-        self.model_node = None
+        # the model by UUID only: show_results runs in the process monitor's thread, whose ORM objects belong to
+        # that thread's database session and cannot be read from the kernel's (a race that failed CI once)
+        self.model_uuid = None
         self._monitor = None
         self._epochs = None
         self.group = ipw.Dropdown(options=[("(loading …)", None)], description="Dataset group", style=_WIDE,
@@ -228,8 +230,9 @@ class MlTrainingApp(LazyApp):
         import plotly.graph_objects as go
 
         result = ml.parity(node)
-        self.model_node = node.outputs.model
-        self.model_uuid = self.model_node.uuid
+        model = node.outputs.model
+        self.model_uuid = model.uuid
+        meta = model.meta
         figure = go.FigureWidget(result["figure"])
         figure.add_class("mlkkr-parity-plot")
         table = ipw.HTML(html_table(ml.error_headers(result["kind"]), ml.error_rows(result["tables"]),
@@ -237,14 +240,14 @@ class MlTrainingApp(LazyApp):
         what = "pairs" if result["kind"] == "exchange" else "points"
         self.results.children = [ipw.HTML(f"<h3>Held-out errors ({result['n']} {what})</h3>"), table, figure]
         if result["kind"] == "exchange":
-            self._build_predict()
+            self._build_predict(meta)
 
     # -- predict -----------------------------------------------------------------------------------
 
-    def _build_predict(self) -> None:
+    def _build_predict(self, meta: dict) -> None:
         from mlkkr.greens.defects import MAGNETIC
 
-        species = list(self.model_node.meta.get("species") or MAGNETIC)
+        species = list(meta.get("species") or MAGNETIC)
         magnetic = [s for s in species if s in MAGNETIC] or species
         self.p_i = ipw.Dropdown(options=magnetic, value="Mn" if "Mn" in magnetic else magnetic[0],
                                 description="species i", style=_WIDE)
@@ -252,7 +255,7 @@ class MlTrainingApp(LazyApp):
                                 description="species j", style=_WIDE)
         self.p_off = [ipw.IntText(value=v, description=d, layout={"width": "140px"}) for v, d in
                       zip((1, 0, 0), ("j at a₁ ×", "a₂ ×", "a₃ ×"), strict=True)]
-        hosts = sorted(self.model_node.meta.get("hosts") or {"ti": None})
+        hosts = sorted(meta.get("hosts") or {"ti": None})
         self.p_host = ipw.Dropdown(options=hosts, description="host", style=_WIDE)
         button = ipw.Button(description="Predict", icon="magic")
         button.on_click(lambda _: self.predict())
