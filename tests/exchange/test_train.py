@@ -43,6 +43,25 @@ def test_training_on_engine_pairs_learns(engine_pairs, tmp_path):
     assert len(res.history) == 25 and res.history[-1]["val_loss"] > 0
 
 
+def test_the_order_of_the_records_does_not_change_the_model(engine_pairs, tmp_path):
+    """Merged batches arrive in any order (CI once merged them as d103, d108, d98): same split, same model."""
+    pairs, _ = engine_pairs
+    pairs = pairs[:200]
+    perm = np.random.default_rng(7).permutation(len(pairs))
+    shuffled = [pairs[i] for i in perm]
+    settings = dict(epochs=3, baseline=True)
+    a = fit(pairs, tmp_path / "a", tiny_model(), tiny_training(**settings), progress=False, log=quiet)
+    b = fit(shuffled, tmp_path / "b", tiny_model(), tiny_training(**settings), progress=False, log=quiet)
+    sa, sb = split_by_environment(pairs, (0.8, 0.1, 0.1), 0), split_by_environment(shuffled, (0.8, 0.1, 0.1), 0)
+    for name in ("train", "val", "test"):  # the same records in each split, whatever their place in the file
+        assert sorted(perm[sb[name]].tolist()) == sa[name].tolist()
+    ma, mb = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    test = [pairs[i] for i in sa["test"]]
+    np.testing.assert_allclose(ma.predict(test), mb.predict(test), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ma.baseline.predict(test), mb.baseline.predict(test), rtol=1e-9, atol=1e-9)
+    assert a.meta["metrics"]["test"]["J"]["rmse"] == pytest.approx(b.meta["metrics"]["test"]["J"]["rmse"], rel=1e-9)
+
+
 def test_resume_after_interruption_gives_the_uninterrupted_result(engine_pairs, tmp_path):
     pairs, _ = engine_pairs
     sub = pairs[:160]

@@ -14,7 +14,8 @@ A trained model is a folder::
 
 Every file is written to a temporary name and renamed into place, so a kill at any moment leaves the
 previous checkpoint intact. Reproducibility: the weights are initialised from ``seed``, and epoch e
-shuffles with ``numpy.random.default_rng([seed, e])``, so a resumed run repeats exactly what an
+shuffles the training records, taken in content order (``canonical_rank``: the order of the records
+in the file does not matter), with ``numpy.random.default_rng([seed, e])``, so a resumed run repeats exactly what an
 uninterrupted one does (same device, dtype and thread count).
 
 Loss: per-irrep normalised mean squared error of the tensor in e3nn's orthonormal basis,
@@ -47,7 +48,7 @@ from mlkkr.models.exchange import (
     build_graphs,
     tensor_stats,
 )
-from mlkkr.train.exchange_data import SPLITS, split_by_environment, validate_pairs
+from mlkkr.train.exchange_data import SPLITS, canonical_rank, split_by_environment, validate_pairs
 from mlkkr.train.exchange_metrics import error_table
 
 KIND = "exchange"
@@ -241,6 +242,9 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
         raise InputError("species", unknown[0], allowed=model_cfg.species, reason="the data has a species the "
                          "model configuration does not list")
     split = split_by_environment(pairs, cfg.split, cfg.seed)
+    rank = canonical_rank(pairs)
+    # the training records in content order: statistics, epochs and baseline ignore the file's order
+    train_canon = split["train"][np.argsort(rank[split["train"]], kind="stable")]
     for name in ("train", "val"):
         if len(split[name]) == 0:
             raise InputError(f"split.{name}", 0, reason=f"the {name} split is empty; training needs both "
@@ -250,7 +254,7 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     dmax = float(np.linalg.norm(graphs.bond, axis=1).max())
     model_cfg.r_pair = float(max(model_cfg.r_pair, dmax))
     counts = np.diff(graphs.env_ptr)
-    model_cfg.stats = tensor_stats(targets[split["train"]], counts[split["train"]])
+    model_cfg.stats = tensor_stats(targets[train_canon], counts[train_canon])
     settings = {"architecture": ARCHITECTURE, "model": model_cfg.to_dict(), "training": asdict(cfg),
                 "data_sha256": data_sha256, "n_records": len(pairs)}
     folder.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
@@ -277,7 +281,7 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
             f"{state['best_epoch']})")
     savez(folder / "split.npz", split)
 
-    train_idx, val_idx = split["train"], split["val"]
+    train_idx, val_idx = train_canon, split["val"]
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
@@ -334,7 +338,8 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
         if stop_after is not None and epoch >= stop_after and not state["done"]:
             raise TrainingInterrupted(f"stopped after the checkpoint of epoch {epoch}")
     state.setdefault("stopped", f"reached --epochs {cfg.epochs}")
-    return _finish(folder, pairs, graphs, targets, split, net, model_cfg, cfg, settings, state, device, log)
+    return _finish(folder, pairs, graphs, targets, {**split, "train": train_canon}, net, model_cfg, cfg,
+                   settings, state, device, log)
 
 
 def _bar(total: int, epoch: int, epochs: int, progress: bool):

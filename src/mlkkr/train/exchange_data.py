@@ -5,6 +5,11 @@ atoms and the other defects. Pairs that share an environment — the same cluste
 rotated, reflected, with i and j swapped or the defects listed in another order — get the same
 :func:`environment_key`, and :func:`split_by_environment` puts every pair of one environment in the
 same split, so no pair of a test environment is seen in training. Positions in Å, J in meV.
+
+Training must not depend on the order of the records in the file: datasets merged from batches
+come in whatever order the batches were named or finished. :func:`split_by_environment` therefore
+shuffles the sorted environment keys, and :func:`canonical_rank` gives every record a place that
+depends on its content only (the trainer visits records in that order before shuffling an epoch).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
                          ) -> dict[str, np.ndarray]:
     """Indices of the train / val / test splits, whole environments at a time, fixed by ``seed``.
 
-    The distinct environments are shuffled with ``numpy.random.default_rng(seed)`` and assigned in
+    The distinct environments, sorted by key, are shuffled with ``numpy.random.default_rng(seed)`` and assigned in
     that order to the split whose share of pairs is furthest below its target fraction. Refuses
     fractions that are not three non-negative numbers summing to 1 and any split that comes out
     empty (too few environments for the fractions asked).
@@ -68,7 +73,7 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
     groups: dict[str, list[int]] = {}
     for r, k in enumerate(keys):
         groups.setdefault(k, []).append(r)
-    order = list(groups)
+    order = sorted(groups)  # the keys, not their first appearance: the split ignores the record order
     rng = np.random.default_rng(seed)
     rng.shuffle(order)
     counts = np.zeros(3)
@@ -88,3 +93,21 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
     return result
 
 
+
+
+def record_key(pair: Any) -> str:
+    """A key of the record's content: its environment, positions (1e-6 Å) and tensor (1e-9 meV)."""
+    parts = [environment_key(pair)]
+    for arr, decimals in ((pair.position_i, 6), (pair.position_j, 6), (pair.environment_positions, 6),
+                          (pair.tensor, 9)):
+        parts.append(",".join(f"{x:.{decimals}f}" for x in np.asarray(arr, float).ravel()))
+    parts.append(",".join(pair.environment_species))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def canonical_rank(pairs: Sequence[Any]) -> np.ndarray:
+    """``rank[i]``: the place of record ``i`` when the records are sorted by :func:`record_key`."""
+    order = sorted(range(len(pairs)), key=lambda i: record_key(pairs[i]))
+    rank = np.empty(len(pairs), np.int64)
+    rank[np.asarray(order, np.int64)] = np.arange(len(pairs))
+    return rank
