@@ -161,12 +161,12 @@ def main() -> int:
         from aiida import load_profile
 
         load_profile("bench-jukkr", allow_switch=True)
+        from aiida import orm
+
         from mlkkr.aiida import kkr
         from mlkkr.aiida.kkr_launch import submit_host, submit_impurity
         from mlkkr.aiida.kkr_results import host_summary, impurity_summary
         from mlkkr.jukkr.build import find_installation
-
-        from aiida import orm
 
         computer = orm.load_computer("localhost")
         if args.poll_interval is not None:  # the daemon's job manager reads it at every poll

@@ -39,6 +39,11 @@ def _processes() -> int:
     (["dataset", "exchange", "--n", "10", "--computer", "localhost", "--param", "kgrid=eight"],
      "parameters.kgrid"),
     (["training", "--group", "no/such/group", "--computer", "localhost"], "--group: no such group"),
+    (["dataset", "exchange", "--n", "10"], "--computer: the engine backend needs --computer"),
+    (["dataset", "potential", "--computer", "localhost"], "--n: None is not allowed"),
+    (["dataset", "potential", "--backend", "jukkr", "--elements", "Fe"], "--host: --backend jukkr needs --host"),
+    (["dataset", "potential", "--backend", "jukkr", "--host", "1", "--elements", "Fe,Qq"],
+     "impurity.element: not an element symbol"),
 ])
 def test_bad_input_fails_before_submission(services, args, says):
     before = _processes()

@@ -144,3 +144,71 @@ def _wait(node: orm.ProcessNode, wait: bool) -> orm.ProcessNode:
     while wait and not node.is_terminated:
         time.sleep(1)
     return node
+
+
+#: the 3d and 4d transition-metal rows (the impurity series of the ML-ES dataset)
+ROW_3D = ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")
+ROW_4D = ("Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd")
+
+
+def parse_elements(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Element list from ``"Sc,Ti,Fe"``, ``"3d"``, ``"4d"``, ``"3d,4d"`` or a list; InputError names ``elements``."""
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s).strip() for s in text]
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        for el in {"3d": ROW_3D, "4d": ROW_4D}.get(item, (item,)):
+            kkr.Impurity(el).z  # noqa: B018 - raises InputError for a bad symbol
+            if el not in out:
+                out.append(el)
+    if not out:
+        raise InputError("elements", text, allowed="element symbols, 3d or 4d, comma-separated")
+    return out
+
+
+def submit_series(host: Any, elements: list[str], *, radius: float = 2.5, site: int = 0,
+                  settings: kkr.ImpuritySettings | None = None, voronoi: Any = None, kkr_code: Any = None,
+                  kkrimp: Any = None, options: dict[str, Any] | None = None, max_concurrent: int = 1,
+                  group: str | None = None, host_label: str | None = None, wait: bool = False) -> orm.ProcessNode:
+    """Check and submit a series of impurity embeddings in one converged host
+    (:class:`~mlkkr.aiida.kkr_series.KkrImpuritySeriesWorkChain`); returns its node.
+
+    Everything is checked first: the host (converged, spin-polarised for magnetic starts), every
+    element, the radius on this computer and the settings — one builder per element is made, none
+    is submitted, so bad input stores nothing.
+    """
+    from dataclasses import asdict
+
+    from aiida_kkr.tools.find_parent import find_parent_structure
+
+    from mlkkr.aiida.kkr_series import DEFAULT_GROUP, KkrImpuritySeriesWorkChain
+    from mlkkr.aiida.launch import launch
+
+    settings = settings or kkr.ImpuritySettings(radius=radius)
+    if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or not 1 <= max_concurrent <= 16:
+        raise InputError("max_concurrent", max_concurrent, allowed="an integer from 1 to 16")
+    host_node = load_host(host)
+    codes = (kkr_code or DEFAULT_CODES["kkr"], voronoi or DEFAULT_CODES["voronoi"], kkrimp or DEFAULT_CODES["kkrimp"])
+    for el in elements:  # every check of a single embedding, for each element
+        kkr.impurity_builder(host_node, kkr.Impurity(el, site, radius), *codes, settings=settings, options=options)
+    remote = kkr.host_remote(host_node)
+    structure, _ = find_parent_structure(remote)
+    builder = KkrImpuritySeriesWorkChain.get_builder()
+    builder.host_remote = remote
+    builder.elements = orm.List(list(elements))
+    builder.site = orm.Int(site)
+    builder.radius = orm.Float(radius)
+    fields = {k: v for k, v in asdict(settings).items() if k != "radius"}
+    builder.settings = orm.Dict(fields)
+    builder.kkr = kkr.resolve_code(codes[0], kkr.KKRHOST, "kkr")
+    builder.voronoi = kkr.resolve_code(codes[1], kkr.VORONOI, "voronoi")
+    builder.kkrimp = kkr.resolve_code(codes[2], kkr.KKRIMP, "kkrimp")
+    if options:
+        builder.options = orm.Dict(options)
+    builder.max_concurrent = orm.Int(max_concurrent)
+    builder.group_label = orm.Str(group or DEFAULT_GROUP)
+    builder.host_label = orm.Str(host_label or structure.get_formula())
+    builder.metadata.label = f"{len(elements)} impurities in {structure.get_formula()} (r = {radius} Å)"
+    node = launch(builder, wait=False)
+    return _wait(record(node, "impurity-series"), wait)

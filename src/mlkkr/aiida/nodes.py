@@ -27,9 +27,9 @@ from aiida import orm
 from mlkkr.errors import InputError
 
 #: file schema -> model kind that learns from it
-KIND_OF_SCHEMA = {"mlkkr.exchange": "exchange", "mlkkr.embedding": "potential"}
+KIND_OF_SCHEMA = {"mlkkr.exchange": "exchange", "mlkkr.embedding": "potential", "mlkkr.radial": "potential-radial"}
 #: file schema -> its HDF5 group
-GROUP_OF_SCHEMA = {"mlkkr.exchange": "exchange", "mlkkr.embedding": "embedding"}
+GROUP_OF_SCHEMA = {"mlkkr.exchange": "exchange", "mlkkr.embedding": "embedding", "mlkkr.radial": "radial"}
 #: largest model.json (bytes) kept whole as an attribute; above it only its summary keys are kept
 MODEL_JSON_ATTRIBUTE_LIMIT = 200_000
 
@@ -100,7 +100,8 @@ class DatasetData(orm.SinglefileData):
 
     @property
     def kind(self) -> str:
-        """``exchange`` or ``potential``: the model kind that learns from this dataset."""
+        """``exchange``, ``potential`` or ``potential-radial`` (all-electron KKRimp ΔV(r)): the model kind
+        that learns from this dataset."""
         return self.base.attributes.get("kind")
 
     @property
@@ -123,12 +124,13 @@ class DatasetData(orm.SinglefileData):
         return path
 
     def records(self) -> list[Any]:
-        """The records (:class:`~mlkkr.data.ExchangePair` or :class:`~mlkkr.data.ImpurityEmbedding`)."""
-        from mlkkr.data.h5io import read_embeddings, read_exchange
+        """The records (:class:`~mlkkr.data.ExchangePair`, :class:`~mlkkr.data.ImpurityEmbedding` or
+        :class:`~mlkkr.data.RadialEmbedding`)."""
+        from mlkkr.data.h5io import read_embeddings, read_exchange, read_radial
 
+        reader = {"exchange": read_exchange, "potential": read_embeddings, "potential-radial": read_radial}[self.kind]
         with tempfile.TemporaryDirectory(prefix="mlkkr-dataset-") as tmp:
-            path = self.export(Path(tmp) / self.FILENAME)
-            return read_exchange(path) if self.kind == "exchange" else read_embeddings(path)
+            return reader(self.export(Path(tmp) / self.FILENAME))
 
 
 class ModelData(orm.FolderData):

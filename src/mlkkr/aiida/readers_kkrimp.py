@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from masci_tools.util.constants import BOHR_A, RY_TO_EV  # the conversions aiida-kkr uses
 
+from mlkkr.data.schema import RadialEmbedding
 from mlkkr.errors import InputError
 
 #: Chemical symbols by atomic number (0: vacancy / empty cell).
@@ -556,3 +557,32 @@ def _host_shapes(host_calc: Any, n_host: int, n_shapes: int) -> list[int]:
             return [0] * n_host
         raise InputError("shapefun", n_shapes, reason=f"{n_shapes} shapes for {n_host} host atoms and no "
                                                       "<SHAPE> map in the host inputcard") from None
+
+
+def radial_embedding(node: Any, host: str | None = None) -> RadialEmbedding:
+    """The last KKRimp potential of ``node`` (see :func:`read_kkrimp_potential`) as a
+    :class:`~mlkkr.data.RadialEmbedding` (ΔV in eV on each atom's mesh in Å, nuclear term excluded).
+
+    ``host``: the host label stored in the record (default: the host crystal's formula, e.g. "Cu").
+    """
+    pot = read_kkrimp_potential(node)
+    calcs = kkrimp_calculations(_sub_workflow(_load(node)))
+    iterations = 0
+    for c in calcs:
+        if "output_parameters" in c.outputs:
+            conv = c.outputs.output_parameters.get_dict().get("convergence_group", {})
+            iterations += int(conv.get("number_of_iterations", 0) or 0)
+    if host is None:
+        counts: dict[str, int] = {}
+        for s in pot.host_basis_species:
+            counts[s] = counts.get(s, 0) + 1
+        host = "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(counts.items()))
+    prov = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in pot.provenance.items()}
+    top = _load(node)
+    ends = [d.mtime for d in getattr(top, "called_descendants", [])] or [top.mtime]
+    # wall time of the whole embedding (voronoi, KKRhost write-out, KKRimp), as the user waited for it
+    prov["workflow_wall_s"] = round((max(ends) - top.ctime).total_seconds(), 3)
+    return RadialEmbedding(host=host, species=pot.species, z=pot.z, host_species=pot.host_species,
+                           host_z=pot.host_z, positions=pot.positions, r=pot.r, delta_v=pot.delta_v_ev,
+                           cell=pot.host_cell, converged=pot.converged, rms=pot.rms, iterations=iterations,
+                           provenance=prov)

@@ -162,4 +162,7 @@ def _human_potential(s: dict[str, Any]) -> str:
     ])
 
 
-DATA_COMMANDS["from-archive"] = ("mlkkr.commands.data_kkr:from_archive", "Jij of aiida-kkr workflows in an archive.")
+DATA_COMMANDS["from-archive"] = ("mlkkr.commands.data_kkr:from_archive",
+                                 "J_ij or KKRimp ΔV(r) of the aiida-kkr results in an archive.")
+DATA_COMMANDS["from-group"] = ("mlkkr.commands.data_kkr:from_group",
+                               "J_ij or KKRimp ΔV(r) of the aiida-kkr results in a Group of the profile.")

@@ -4,6 +4,7 @@ Examples::
 
     mlkkr run dataset exchange --n 1000 --batch 100 --computer localhost --json
     mlkkr run dataset potential --n 200 --batch 20 --computer cluster --walltime 3600 --param kgrid=16
+    mlkkr run dataset potential --backend jukkr --host 1234 --elements 3d,4d --max-concurrent 2
     mlkkr run training --group mlkkr/dataset/exchange/42 --computer gpu --param epochs=100 --json
     mlkkr run show 1234 --json
 
@@ -75,29 +76,72 @@ def dataset() -> None:
 
 def _dataset_command(kind: str):
     what = "Exchange pairs" if kind == "exchange" else "Impurity potentials"
+    jukkr_help = ("" if kind == "exchange" else
+                  " With --backend jukkr: real KKRimp embeddings of --elements in the converged --host "
+                  "(kkr_imp_wc each), collected as one ΔV(r) dataset (schema mlkkr.radial); rerunning the "
+                  "same series reuses the embeddings that finished.")
 
-    @dataset.command(kind, help=f"{what} (`mlkkr data {kind}` in batches) as an AiiDA work chain.")
-    @click.option("--n", "n", type=int, required=True, help="Number of records.")
-    @click.option("--batch", type=int, default=100, show_default=True, help="Records per job.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dataset.")
+    @dataset.command(kind, help=f"{what} (`mlkkr data {kind}` in batches) as an AiiDA work chain.{jukkr_help}")
+    @click.option("--backend", type=click.Choice(["engine", "jukkr"]), default="engine", show_default=True,
+                  help="engine: the model Green-function engine in batch jobs; jukkr: real KKR (potential only).")
+    @click.option("--n", "n", type=int, default=None, help="Number of records (engine; required there).")
+    @click.option("--batch", type=int, default=100, show_default=True, help="Records per job (engine).")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dataset (engine).")
     @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-                  help=f"Option of `mlkkr data {kind}` (e.g. kgrid=12, host=metal); repeatable.")
-    @click.option("--group", default=None, help="Group label [default: mlkkr/dataset/KIND/PK].")
-    @click.option("--max-concurrent", type=int, default=0, show_default=True, help="Most jobs at once (0: all).")
-    @_launch_options
+                  help=f"Option of `mlkkr data {kind}` (e.g. kgrid=12, host=metal); repeatable (engine).")
+    @click.option("--host", default=None, help="Converged host (kkr_scf_wc PK/UUID; jukkr).")
+    @click.option("--elements", default=None, help="Impurities: symbols, 3d, 4d, comma-separated (jukkr).")
+    @click.option("--radius", type=float, default=2.5, show_default=True,
+                  help="Cluster radius in Å (jukkr; fcc Cu: 2.5 the impurity alone, 2.6 with its 12 neighbours).")
+    @click.option("--site", type=int, default=0, show_default=True, help="Host site replaced (jukkr).")
+    @click.option("--group", default=None, help="Group label [engine: mlkkr/dataset/KIND/PK; jukkr: "
+                                                "mlkkr/kkr-impurity-series].")
+    @click.option("--max-concurrent", type=int, default=None,
+                  help="Most jobs at once [engine: 0 = all; jukkr: 1].")
+    @click.option("--computer", default=None, help="AiiDA computer of the engine jobs (engine; required there).")
+    @click.option("--code", default=None,
+                  help="The mlkkr code (label@computer) [default: mlkkr@COMPUTER, made for local computers].")
+    @click.option("--walltime", type=int, default=None, help="Wall-clock limit of each job (s).")
+    @click.option("--queue", default=None, help="Scheduler queue/partition.")
+    @click.option("--account", default=None, help="Scheduler account.")
+    @click.option("--wait", is_flag=True, help="Return only when the work chain has ended.")
+    @click.option("--profile", default=None, help="AiiDA profile [default: the default profile].")
+    @json_option
     @handle_errors
-    def command(n: int, batch: int, seed: int, params: tuple[str, ...], group: str | None, max_concurrent: int,
-                computer: str, code: str | None, walltime: int | None, queue: str | None, account: str | None,
-                wait: bool, profile: str | None, as_json: bool) -> None:
+    def command(backend: str, n: int | None, batch: int, seed: int, params: tuple[str, ...], host: str | None,
+                elements: str | None, radius: float, site: int, group: str | None, max_concurrent: int | None,
+                computer: str | None, code: str | None, walltime: int | None, queue: str | None,
+                account: str | None, wait: bool, profile: str | None, as_json: bool) -> None:
         from mlkkr.aiida.launch import dataset_builder, describe, job_options, launch, load_user_profile
 
-        if n < 1:  # before loading anything
+        if backend == "jukkr":
+            if kind != "potential":
+                raise InputError("--backend", backend, allowed=["engine"],
+                                 reason="real J_ij datasets come from `mlkkr run kkr jij`; a J_ij series is not "
+                                        "offered yet")
+            if host is None or elements is None:
+                raise InputError("--host" if host is None else "--elements", None,
+                                 reason="--backend jukkr needs --host (a converged kkr_scf_wc) and --elements")
+            from mlkkr.aiida.kkr import options_dict
+            from mlkkr.aiida.kkr_launch import parse_elements, submit_series
+
+            names = parse_elements(elements)
+            load_user_profile(profile)
+            opts = options_dict(max_wallclock_seconds=walltime or 3600, queue_name=queue or "")
+            node = submit_series(host, names, radius=radius, site=site, options=opts,
+                                 max_concurrent=1 if max_concurrent is None else max_concurrent, group=group,
+                                 wait=wait)
+            emit(describe(node), as_json, _human)
+            return
+        if n is None or n < 1:  # before loading anything
             raise InputError("--n", n, allowed="an integer >= 1 (number of records)")
+        if computer is None:
+            raise InputError("--computer", None, reason="the engine backend needs --computer")
         load_user_profile(profile)
         builder = dataset_builder(kind, n, batch, computer, code=code, seed=seed,
                                   parameters=parse_params(params, "--param"),
-                                  options=job_options(walltime, queue, account), max_concurrent=max_concurrent,
-                                  group=group)
+                                  options=job_options(walltime, queue, account),
+                                  max_concurrent=0 if max_concurrent is None else max_concurrent, group=group)
         emit(describe(launch(builder, wait=wait)), as_json, _human)
 
     return command

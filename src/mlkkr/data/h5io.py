@@ -58,11 +58,12 @@ import h5py
 import numpy as np
 
 from mlkkr import __version__ as MLKKR_VERSION
-from mlkkr.data.schema import ExchangePair, ImpurityEmbedding
+from mlkkr.data.schema import ExchangePair, ImpurityEmbedding, RadialEmbedding
 from mlkkr.errors import InputError
 
 EXCHANGE_SCHEMA = "mlkkr.exchange"
 EMBEDDING_SCHEMA = "mlkkr.embedding"
+RADIAL_SCHEMA = "mlkkr.radial"
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype(encoding="utf-8")
 _LIBVER = ("earliest", "v110")
@@ -222,6 +223,58 @@ def write_embeddings(path: str | Path, records: Sequence[ImpurityEmbedding], par
         _provenance(g, records)
 
     return atomic_write(path, write)
+
+
+def write_radial(path: str | Path, records: Sequence[RadialEmbedding], parameters: dict[str, Any]) -> Path:
+    """Write all-electron embeddings (schema ``mlkkr.radial`` v1) atomically; returns the path."""
+    n = len(records)
+
+    def write(f: h5py.File) -> None:
+        _root_attrs(f, RADIAL_SCHEMA, n, parameters)
+        g = f.create_group("radial")
+        na = [len(r.species) for r in records]
+        npts = [len(m) for r in records for m in r.r]
+        _ds(g, "host", [r.host for r in records], "", "host label", _STR)
+        _ds(g, "cell", np.array([r.cell for r in records], float).reshape(n, 3, 3), "angstrom",
+            "host lattice vectors (rows)")
+        _ds(g, "atom_offset", np.concatenate([[0], np.cumsum(na)]).astype(np.int64), "",
+            "atoms of record r: rows atom_offset[r]:atom_offset[r+1]")
+        _ds(g, "species", [s for r in records for s in r.species], "", "cluster atom species", _STR)
+        _ds(g, "host_species", [s for r in records for s in r.host_species], "", "host atom replaced", _STR)
+        _ds(g, "z", _cat1([r.z for r in records]), "", "nuclear charge")
+        _ds(g, "host_z", _cat1([r.host_z for r in records]), "", "nuclear charge of the host atom replaced")
+        _ds(g, "positions", _cat([r.positions for r in records]), "angstrom", "cluster atoms, centre at 0")
+        _ds(g, "mesh_offset", np.concatenate([[0], np.cumsum(npts)]).astype(np.int64), "",
+            "radial mesh of atom a (over all records): mesh_offset[a]:mesh_offset[a+1]")
+        _ds(g, "r", _cat1([m for r in records for m in r.r]), "angstrom", "radial mesh")
+        _ds(g, "delta_v", _cat1([v for r in records for v in r.delta_v]), "eV",
+            "V_imp - V_host of the stored spherical potentials, nuclear -2Z/r excluded")
+        _ds(g, "converged", np.array([r.converged for r in records], np.uint8), "", "self-consistency reached")
+        _ds(g, "rms", np.array([r.rms for r in records], float), "", "last rms of the self-consistency")
+        _ds(g, "iterations", np.array([r.iterations for r in records], np.int64), "", "SCF iterations")
+        _provenance(g, records)
+
+    return atomic_write(path, write)
+
+
+def read_radial(path: str | Path) -> list[RadialEmbedding]:
+    """Read every record of an ``mlkkr.radial`` file."""
+    with _open(path, RADIAL_SCHEMA) as f:
+        g = f["radial"]
+        host, cell = _strs(g["host"]), g["cell"][()]
+        aoff, sp, hsp = g["atom_offset"][()], _strs(g["species"]), _strs(g["host_species"])
+        z, hz, pos = g["z"][()], g["host_z"][()], g["positions"][()]
+        moff, rr, dv = g["mesh_offset"][()], g["r"][()], g["delta_v"][()]
+        conv, rms, its = g["converged"][()], g["rms"][()], g["iterations"][()]
+        prov = _read_provenance(g)
+    out = []
+    for k in range(len(host)):
+        a, b = int(aoff[k]), int(aoff[k + 1])
+        out.append(RadialEmbedding(
+            host=host[k], species=sp[a:b], z=z[a:b], host_species=hsp[a:b], host_z=hz[a:b], positions=pos[a:b],
+            r=[rr[moff[i]:moff[i + 1]] for i in range(a, b)], delta_v=[dv[moff[i]:moff[i + 1]] for i in range(a, b)],
+            cell=cell[k], converged=bool(conv[k]), rms=float(rms[k]), iterations=int(its[k]), provenance=prov[k]))
+    return out
 
 
 def _cat(arrs: list[np.ndarray]) -> np.ndarray:

@@ -71,6 +71,78 @@ class ImpurityEmbedding:
 
 
 @dataclass
+class RadialEmbedding:
+    """An all-electron impurity embedding (KKRimp): ΔV(r) on the radial mesh of every cluster atom.
+
+    host: host label (e.g. ``"fcc-Cu"``); impurity: the defect species, joined (``"Fe"``, ``"Fe+Co"``).
+    species, z: cluster atoms (symbols, nuclear charges); host_species, host_z: the host atoms they
+    replace (z == host_z on host atoms). positions: (n, 3) Å, relative to the cluster centre.
+    r: per atom, the radial mesh (Å) — log mesh to the muffin-tin radius, then the panel mesh of the
+    cell; delta_v: per atom, ΔV of the stored spherical potentials *without* the nuclear −2Z/r term
+    (VM2Z, eV); the full change of the potential is ``delta_v − 2 (z − host_z) e²/r`` (see
+    :meth:`delta_v_total`). cell: host lattice vectors (3, 3) Å. converged, rms, iterations: state of
+    the KKRimp self-consistency. provenance: the AiiDA nodes read.
+    """
+
+    host: str
+    species: list[str]
+    z: np.ndarray
+    host_species: list[str]
+    host_z: np.ndarray
+    positions: np.ndarray
+    r: list[np.ndarray]
+    delta_v: list[np.ndarray]
+    cell: np.ndarray = field(default_factory=lambda: np.eye(3))
+    converged: bool = True
+    rms: float = float("nan")
+    iterations: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.species = [str(s) for s in self.species]
+        self.host_species = [str(s) for s in self.host_species]
+        self.z = np.asarray(self.z, float).reshape(-1)
+        self.host_z = np.asarray(self.host_z, float).reshape(-1)
+        self.positions = np.asarray(self.positions, float).reshape(-1, 3)
+        self.r = [np.asarray(a, float).reshape(-1) for a in self.r]
+        self.delta_v = [np.asarray(a, float).reshape(-1) for a in self.delta_v]
+        self.cell = np.asarray(self.cell, float).reshape(3, 3)
+        n = len(self.species)
+        for name in ("z", "host_species", "host_z", "positions", "r", "delta_v"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"RadialEmbedding.{name}: {len(getattr(self, name))} entries for {n} atoms")
+        for k, (r, v) in enumerate(zip(self.r, self.delta_v, strict=True)):
+            if len(r) != len(v):
+                raise ValueError(f"RadialEmbedding atom {k}: {len(r)} mesh points but {len(v)} values")
+
+    @property
+    def defects(self) -> np.ndarray:
+        """Indices of the cluster atoms whose nuclear charge differs from the host atom's."""
+        return np.flatnonzero(np.abs(self.z - self.host_z) > 1e-6)
+
+    @property
+    def impurity(self) -> str:
+        return "+".join(self.species[i] for i in self.defects) or "host"
+
+    def delta_v_total(self, k: int) -> np.ndarray:
+        """Full ΔV of atom ``k`` (eV): stored part plus the nuclear term −2 ΔZ e²/r (inf at r = 0 if ΔZ ≠ 0)."""
+        return self.delta_v[k] + nuclear_term(self.r[k], self.z[k] - self.host_z[k])
+
+
+#: e²/(4πε0) in eV·Å (Hartree · bohr): the nuclear term of ΔV is −ΔZ · COULOMB_EV_A / r.
+COULOMB_EV_A = 14.399645
+
+
+def nuclear_term(r: np.ndarray, dz: float) -> np.ndarray:
+    """−ΔZ e²/r in eV for r in Å (−2ΔZ/r in Ry and bohr); −inf/+inf at r = 0 when ΔZ ≠ 0."""
+    r = np.asarray(r, float)
+    if dz == 0:
+        return np.zeros_like(r)
+    with np.errstate(divide="ignore"):
+        return -dz * COULOMB_EV_A / r
+
+
+@dataclass
 class ExchangePair:
     """An exchange pair: the two magnetic species and positions, their environment, and J_ij.
 

@@ -1,0 +1,190 @@
+"""A series of real impurity embeddings (``kkr_imp_wc``) in one converged host, as an ML-ES dataset.
+
+:class:`KkrImpuritySeriesWorkChain` (entry point ``mlkkr.kkr_impurity_series``) embeds one element
+after another on the same host site with the same cluster radius and settings, at most
+``max_concurrent`` at once, and collects the last KKRimp potential of each into one
+:class:`~mlkkr.aiida.nodes.DatasetData` of schema ``mlkkr.radial`` (:func:`radial_dataset`, a
+calcfunction whose inputs are the KKRimp calculations' retrieved folders: the provenance runs from
+the JuKKR calculations to the dataset and to any model trained on it).
+
+Restartable twice over: the daemon checkpoints the work chain (a killed daemon resumes it), and a
+new series on the same host, radius and settings *reuses* every embedding that finished before —
+the embeddings are tagged (extras ``mlkkr_series``) and kept in the series' Group — so a series
+that stopped on one element is rerun for the rest only. An embedding that did not converge is
+kept in the dataset with ``converged = False`` (the reader and the trainer flag and exclude it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction, while_
+
+from mlkkr.aiida.nodes import DatasetData
+from mlkkr.errors import InputError
+
+#: Group of every series' embeddings unless another is named
+DEFAULT_GROUP = "mlkkr/kkr-impurity-series"
+
+
+def series_key(host_uuid: str, element: str, site: int, radius: float, settings: dict[str, Any]) -> str:
+    """The tag that identifies one embedding of a series (what makes it reusable)."""
+    text = json.dumps({"host": host_uuid, "element": element, "site": site, "radius": round(radius, 6),
+                       "settings": settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@calcfunction
+def radial_dataset(host_label: orm.Str, **retrieved: orm.FolderData) -> DatasetData:
+    """The last KKRimp potential of each embedding as ΔV(r) records (``mlkkr.radial``), in input-name order."""
+    from mlkkr import __version__
+    from mlkkr.aiida.readers_kkrimp import radial_embedding
+    from mlkkr.data.h5io import write_radial
+
+    records = [radial_embedding(retrieved[name].creator, host=host_label.value) for name in sorted(retrieved)]
+    params = {"source": "aiida-kkr kkr_imp_wc (KKRimp)", "host": host_label.value, "mlkkr_version": __version__,
+              "embeddings": sorted(retrieved), "potential": "VM2Z difference, eV; nuclear -2Z/r excluded"}
+    with tempfile.TemporaryDirectory(prefix="mlkkr-radial-") as tmp:
+        return DatasetData(write_radial(Path(tmp) / DatasetData.FILENAME, records, params))
+
+
+def last_kkrimp_retrieved(imp_wc: orm.WorkflowNode) -> orm.FolderData:
+    """The retrieved folder of the last KKRimp calculation of a kkr_imp_wc."""
+    from mlkkr.aiida.readers_kkrimp import _sub_workflow, kkrimp_calculations
+
+    return kkrimp_calculations(_sub_workflow(imp_wc))[-1].outputs.retrieved
+
+
+def _validate(inputs: dict[str, Any], _: Any) -> str | None:
+    from mlkkr.aiida.kkr import Impurity, ImpuritySettings
+
+    elements = inputs.get("elements")
+    if elements is None or not elements.get_list():
+        return "elements: give at least one element symbol"
+    names = elements.get_list()
+    if len(set(names)) != len(names):
+        return f"elements: {names} repeats an element"
+    try:
+        for el in names:
+            _ = Impurity(str(el)).z
+        ImpuritySettings(**inputs["settings"].get_dict()).check()
+    except (InputError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+class KkrImpuritySeriesWorkChain(WorkChain):
+    """Embed each of ``elements`` in the converged host ``host_remote``; one ``mlkkr.radial`` dataset out."""
+
+    @classmethod
+    def define(cls, spec: Any) -> None:  # type: ignore[override]
+        super().define(spec)
+        spec.input("host_remote", valid_type=orm.RemoteData, help="Remote folder of the converged host calculation.")
+        spec.input("elements", valid_type=orm.List, serializer=orm.to_aiida_type, help="Impurity elements, in order.")
+        spec.input("site", valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(0),
+                   help="Host site that each impurity replaces.")
+        spec.input("radius", valid_type=orm.Float, serializer=orm.to_aiida_type, default=lambda: orm.Float(2.5),
+                   help="Cluster radius in Å (fcc Cu: 2.5 the impurity alone, 2.6 with its 12 neighbours).")
+        spec.input("settings", valid_type=orm.Dict, serializer=orm.to_aiida_type, default=lambda: orm.Dict(),
+                   help="ImpuritySettings fields (convergence, max_iterations, strmix, mixing_threshold).")
+        spec.input("kkr", valid_type=orm.AbstractCode, help="KKRhost code.")
+        spec.input("voronoi", valid_type=orm.AbstractCode, help="voronoi code.")
+        spec.input("kkrimp", valid_type=orm.AbstractCode, help="KKRimp code.")
+        spec.input("options", valid_type=orm.Dict, serializer=orm.to_aiida_type, default=lambda: orm.Dict(),
+                   help="metadata.options of the JuKKR calculations (resources, wall time, queue).")
+        spec.input("max_concurrent", valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
+                   help="Most embeddings running at once.")
+        spec.input("group_label", valid_type=orm.Str, serializer=orm.to_aiida_type,
+                   default=lambda: orm.Str(DEFAULT_GROUP), help="Group of the embeddings and the dataset.")
+        spec.input("host_label", valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str("host"),
+                   help="Host label stored in the records (e.g. fcc-Cu).")
+        spec.inputs.validator = _validate
+        spec.outline(cls.setup, while_(cls.left)(cls.launch, cls.inspect), cls.collect)
+        spec.output("dataset", valid_type=DatasetData, help="ΔV(r) of every embedding (schema mlkkr.radial).")
+        spec.exit_code(420, "ERROR_EMBEDDING_FAILED", message="No usable embedding: {reasons}")
+
+    def setup(self) -> None:
+        group, _ = orm.Group.collection.get_or_create(self.inputs.group_label.value)
+        host = self.inputs.host_remote.uuid
+        settings = self.inputs.settings.get_dict()
+        done = {}
+        for node in group.nodes:
+            if isinstance(node, orm.WorkflowNode) and node.is_finished_ok:
+                key = node.base.extras.get("mlkkr_series", None)
+                if key:
+                    done[key] = node
+        todo, reused = [], {}
+        for el in self.inputs.elements.get_list():
+            key = series_key(host, el, self.inputs.site.value, self.inputs.radius.value, settings)
+            if key in done:
+                reused[el] = done[key].uuid
+            else:
+                todo.append((el, key))
+        self.ctx.todo, self.ctx.reused, self.ctx.launched, self.ctx.wave = todo, reused, 0, []
+        self.report(f"{len(todo)} embeddings to run, {len(reused)} reused from group {group.label!r}")
+
+    def left(self) -> bool:
+        return self.ctx.launched < len(self.ctx.todo)
+
+    def launch(self) -> None:
+        from mlkkr.aiida.kkr import Impurity, ImpuritySettings, impurity_builder
+
+        width = max(1, self.inputs.max_concurrent.value)
+        wave = self.ctx.todo[self.ctx.launched:self.ctx.launched + width]
+        for el, key in wave:
+            builder = impurity_builder(self.inputs.host_remote,
+                                       Impurity(el, self.inputs.site.value, self.inputs.radius.value),
+                                       self.inputs.kkr, self.inputs.voronoi, self.inputs.kkrimp,
+                                       settings=ImpuritySettings(**self.inputs.settings.get_dict()),
+                                       options=self.inputs.options.get_dict() or None)
+            builder.metadata.call_link_label = f"imp_{el}"
+            node = self.submit(builder)
+            node.base.extras.set_many({"mlkkr_series": key, "mlkkr_element": el})
+            orm.load_group(self.inputs.group_label.value).add_nodes([node])
+            self.to_context(**{f"imp_{el}": node})
+            self.report(f"embedding {el}: {node.process_label}<{node.pk}>")
+        self.ctx.launched += len(wave)
+        self.ctx.wave = [el for el, _ in wave]
+
+    def inspect(self) -> None:
+        for el in self.ctx.wave:
+            node = self.ctx[f"imp_{el}"]
+            state = "ok" if node.is_finished_ok else f"failed (exit status {node.exit_status})"
+            self.report(f"{el}: {node.process_label}<{node.pk}> {state}")
+
+    def collect(self) -> Any:
+        nodes: dict[str, orm.WorkflowNode] = {el: orm.load_node(u) for el, u in self.ctx.reused.items()}
+        for el, _ in self.ctx.todo:
+            nodes[el] = self.ctx[f"imp_{el}"]
+        retrieved, summary, skipped = {}, {}, []
+        for k, el in enumerate(self.inputs.elements.get_list()):
+            node = nodes[el]
+            entry = {"workflow": node.uuid, "pk": node.pk, "reused": el in self.ctx.reused,
+                     "finished_ok": node.is_finished_ok}
+            if node.is_finished_ok:
+                try:
+                    folder = last_kkrimp_retrieved(node)
+                    retrieved[f"e{k:03d}_{el}"] = folder
+                    conv = folder.creator.outputs.output_parameters.get_dict().get("convergence_group", {})
+                    entry.update(converged=bool(conv.get("calculation_converged")), rms=conv.get("rms"))
+                except (InputError, AttributeError, KeyError) as exc:
+                    skipped.append(f"{el}: {exc}")
+            else:
+                skipped.append(f"{el}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
+            summary[el] = entry
+        if not retrieved:
+            return self.exit_codes.ERROR_EMBEDDING_FAILED.format(reasons="; ".join(skipped))
+        dataset = radial_dataset(host_label=self.inputs.host_label, **retrieved,
+                                 metadata={"call_link_label": "collect"})
+        orm.load_group(self.inputs.group_label.value).add_nodes([dataset])
+        self.out("dataset", dataset)
+        # a summary, not data: kept as extras (a work chain may not create data nodes)
+        self.node.base.extras.set("mlkkr_series_summary", {"elements": summary, "skipped": skipped,
+                                                          "group": self.inputs.group_label.value})
+        self.report(f"dataset {dataset.pk}: {dataset.n_records} embeddings; skipped: {skipped or 'none'}")
+        return None
