@@ -1,6 +1,6 @@
 """ML-ES on real KKRimp potentials: held-out elements, and the time a prediction saves over JuKKR.
 
-    .venv/bin/python benchmarks/bench_ml_es_real.py --data benchmarks/data/cu-3d4d-r2.6.h5 [--tag r2.6]
+    .venv/bin/python benchmarks/bench_ml_es_real.py [--data benchmarks/data/cu-3d4d-r2.6.h5]
 
 ``--data``: an ``mlkkr.radial`` file of real impurity embeddings in one host, as written by
 ``mlkkr data from-group GROUP -o FILE`` after ``mlkkr run dataset potential --backend jukkr --host H
@@ -18,8 +18,8 @@ Measures, in one process:
    the wall time of the real kkr_imp_wc it replaces (voronoi + KKRhost write-out + KKRimp SCF,
    recorded in the data's provenance), element by element.
 
-Nothing is asserted; results go to benchmarks/results/bench_ml_es_real[-TAG].json and the figure of
-predicted vs KKRimp ΔV(r) of the median held-out element to docs/figures/.
+Nothing is asserted; results go to benchmarks/results/bench_ml_es_real-<data file stem>.json and the
+figure of predicted vs KKRimp ΔV(r) of the median held-out element to docs/figures/.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ FIGURES = ROOT / "docs" / "figures"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, type=Path)
-    ap.add_argument("--tag", default="")
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "cu-3d4d-r2.5.h5",
+                    help="an mlkkr.radial file (default: the single impurities of the published figures)")
+    ap.add_argument("--tag", default=None, help="results file suffix [default: the data file's stem]")
     ap.add_argument("--n-radial", type=int, default=24)
     ap.add_argument("--n-max", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=20, help="predictions timed per element (best of)")
@@ -52,6 +53,7 @@ def main() -> int:
     from mlkkr.models.potential_radial import RadialConfig, RadialPotentialModel
     from mlkkr.train.potential_radial import leave_one_element_out
 
+    tag = args.data.stem if args.tag is None else args.tag
     records = read_radial(args.data)
     cfg = RadialConfig(n_radial=args.n_radial, n_max=args.n_max)
     t0 = time.perf_counter()
@@ -88,10 +90,10 @@ def main() -> int:
         "speedup": {"per_element": speed, "median": float(np.median(sp)), "min": float(sp.min())},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "bench_ml_es_real" + (f"-{args.tag}" if args.tag else "") + ".json"
+    name = "bench_ml_es_real" + (f"-{tag}" if tag else "") + ".json"
     (RESULTS / name).write_text(json.dumps(result, indent=1, default=float))
     print(f"results: benchmarks/results/{name}")
-    _figure(records, loeo, cfg, args.tag)
+    _figure(records, loeo, cfg, tag)
     return 0
 
 
@@ -113,20 +115,27 @@ def _figure(records, loeo, cfg, tag: str) -> None:
     held = next(r for r in records if r.impurity == el)
     model = RadialPotentialModel(cfg).fit([r for r in records if r.impurity != el and r.converged])
     pred = model.predict_atoms(held)
+    full = model.predict_total(held)
     sites = [int(held.defects[0])] + ([k for k in range(len(held.z)) if k not in held.defects][:1])
-    fig = make_subplots(rows=1, cols=len(sites), subplot_titles=[f"{held.species[k]} at "
-                        f"{np.linalg.norm(held.positions[k]):.2f} Å" for k in sites])
+    names = [f"{held.species[k]} at {np.linalg.norm(held.positions[k]):.2f} Å" for k in sites]
+    fig = make_subplots(rows=2, cols=len(sites), vertical_spacing=0.14,
+                        subplot_titles=[f"{n}: stored ΔV (without −2ΔZ/r)" for n in names]
+                        + [f"{n}: full ΔV, r ≥ 0.05 Å" for n in names])
     for c, k in enumerate(sites, start=1):
-        fig.add_trace(go.Scatter(x=held.r[k], y=held.delta_v[k], name="KKRimp", mode="lines",
-                                 line={"color": "#2b6cb0"}, showlegend=c == 1), row=1, col=c)
-        fig.add_trace(go.Scatter(x=held.r[k], y=pred[k], name=f"ML-ES ({el} held out)", mode="lines",
-                                 line={"color": "#dd6b20", "dash": "dash"}, showlegend=c == 1), row=1, col=c)
-        fig.update_xaxes(title_text="r (Å)", type="log", row=1, col=c)
-    fig.update_yaxes(title_text="ΔV (eV, without −2ΔZ/r)", row=1, col=1)
+        far = held.r[k] >= 0.05
+        for row, (x, true, guess) in enumerate(((held.r[k], held.delta_v[k], pred[k]),
+                                                (held.r[k][far], held.delta_v_total(k)[far], full[k][far])), start=1):
+            first = c == 1 and row == 1
+            fig.add_trace(go.Scatter(x=x, y=true, name="KKRimp", mode="lines", line={"color": "#2b6cb0"},
+                                     showlegend=first), row=row, col=c)
+            fig.add_trace(go.Scatter(x=x, y=guess, name=f"ML-ES ({el} held out)", mode="lines",
+                                     line={"color": "#dd6b20", "dash": "dash"}, showlegend=first), row=row, col=c)
+            fig.update_xaxes(title_text="r (Å)", type="log", row=row, col=c)
+            fig.update_yaxes(title_text="eV", row=row, col=c)
     fig.update_layout(title=f"{el} in Cu, held out: ΔV(r) on the KKR radial mesh", template="plotly_white",
-                      height=420, width=1000)
+                      height=720, width=520 * len(sites) + 200)
     FIGURES.mkdir(parents=True, exist_ok=True)
-    stem = "ml_es_real" + (f"_{tag}" if tag else "")
+    stem = "ml-es-real" + (f"-{tag}" if tag else "")
     fig.write_html(FIGURES / f"{stem}.html", include_plotlyjs="cdn")
     try:
         fig.write_image(FIGURES / f"{stem}.png")

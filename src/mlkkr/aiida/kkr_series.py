@@ -161,10 +161,10 @@ class KkrImpuritySeriesWorkChain(WorkChain):
         nodes: dict[str, orm.WorkflowNode] = {el: orm.load_node(u) for el, u in self.ctx.reused.items()}
         for el, _ in self.ctx.todo:
             nodes[el] = self.ctx[f"imp_{el}"]
-        retrieved, summary, skipped = {}, {}, []
+        retrieved, summary, skipped = {}, [], []
         for k, el in enumerate(self.inputs.elements.get_list()):
             node = nodes[el]
-            entry = {"workflow": node.uuid, "pk": node.pk, "reused": el in self.ctx.reused,
+            entry = {"element": el, "workflow": node.uuid, "pk": node.pk, "reused": el in self.ctx.reused,
                      "finished_ok": node.is_finished_ok}
             if node.is_finished_ok:
                 try:
@@ -176,14 +176,15 @@ class KkrImpuritySeriesWorkChain(WorkChain):
                     skipped.append(f"{el}: {exc}")
             else:
                 skipped.append(f"{el}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
-            summary[el] = entry
+            summary.append(entry)
         if not retrieved:
             return self.exit_codes.ERROR_EMBEDDING_FAILED.format(reasons="; ".join(skipped))
         dataset = radial_dataset(host_label=self.inputs.host_label, **retrieved,
                                  metadata={"call_link_label": "collect"})
         orm.load_group(self.inputs.group_label.value).add_nodes([dataset])
         self.out("dataset", dataset)
-        # a summary, not data: kept as extras (a work chain may not create data nodes)
+        # a summary, not data: kept as extras (a work chain may not create data nodes); a list, in the
+        # order of the elements (a JSON object's key order is not kept by PostgreSQL)
         self.node.base.extras.set("mlkkr_series_summary", {"elements": summary, "skipped": skipped,
                                                           "group": self.inputs.group_label.value})
         self.report(f"dataset {dataset.pk}: {dataset.n_records} embeddings; skipped: {skipped or 'none'}")
