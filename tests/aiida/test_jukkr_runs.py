@@ -300,7 +300,9 @@ def test_an_impurity_series_reuses_what_finished_and_yields_one_radial_dataset(s
     # the dataset's provenance reaches the KKRimp calculations of all five embeddings
     creator = ds.creator
     assert creator.process_label == "radial_dataset"
-    inputs = creator.base.links.get_incoming().all_nodes()
+    from aiida.common.links import LinkType
+
+    inputs = creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()
     assert sorted(n.creator.process_label for n in inputs if n.creator) == ["KkrimpCalculation"] * 5
     group = orm.load_group(SERIES_GROUP)
     assert sum(1 for n in group.nodes if getattr(n, "process_label", None) == "kkr_imp_wc") == 5
