@@ -150,7 +150,7 @@ def make_dataset(n: int = 30, group: str = "demo/pairs"):
     return node
 
 
-def test_ml_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost):
+def test_ml_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost, tmp_path):
     from mlkkr.apps.ml_view import MlTrainingApp
 
     app = MlTrainingApp(background=False)
@@ -164,6 +164,24 @@ def test_ml_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost):
     app.hyper["epochs"].value = 0
     assert app.train() is None
     assert "1 … 100000" in app.form.fields["hyper.epochs"].message
+    # a group of real KKRimp ΔV(r) data (an impurity series) is listed but not trained here
+    import numpy as np
+    from aiida import orm
+
+    from mlkkr.aiida.nodes import DatasetData
+    from mlkkr.data.h5io import write_radial
+    from mlkkr.data.schema import RadialEmbedding
+
+    rec = RadialEmbedding(host="fcc-Cu", species=["Fe"], z=[26], host_species=["Cu"], host_z=[29],
+                          positions=[[0, 0, 0]], r=[np.linspace(0, 1.8, 50)], delta_v=[np.linspace(-500, -24, 50)])
+    radial = DatasetData(write_radial(tmp_path / "radial.h5", [rec] * 12, {})).store()
+    g, _ = orm.Group.collection.get_or_create("demo/radial")
+    g.add_nodes([radial])
+    app.refresh_groups()
+    app.group.value = "demo/radial"
+    app.hyper["epochs"].value = 5
+    assert app.train() is None
+    assert "potential-radial data" in app.form.fields["group"].message
     assert process_count() == before
 
 

@@ -140,6 +140,9 @@ def datasets_of(group: str | None) -> tuple[str, dict[str, Any]]:
     if len(kinds) != 1:
         raise InputError("group", group, reason=f"holds datasets of several kinds {sorted(kinds)}; use one kind")
     kind = kinds.pop()
+    if kind not in ("exchange", "potential"):
+        raise InputError("group", group, reason=f"holds {kind} data (real KKRimp ΔV(r)): this app trains exchange and "
+                         "engine potential models; fit it with mlkkr.models.potential_radial (notebook 8)")
     n = sum(d.n_records for d in datasets.values())
     if n < 10:
         raise InputError("group", group, reason=f"only {n} records: train, validation and test splits need at least 10")

@@ -131,9 +131,10 @@ class MlTrainingApp(LazyApp):
             self.kind_info.value = ""
             return
         kind = g["kinds"][0] if len(g["kinds"]) == 1 else None
-        self.kind_info.value = (f'<span class="mlkkr-help">Model: <b>{html.escape(ml.KINDS.get(kind, "mixed kinds"))}'
+        label = ml.KINDS.get(kind, "mixed kinds" if kind is None else f"none here ({kind} data)")
+        self.kind_info.value = (f'<span class="mlkkr-help">Model: <b>{html.escape(label)}'
                                 f"</b> ({g['records']} records).</span>")
-        if kind and kind != getattr(self, "_kind", None):
+        if kind in ml.HYPERS and kind != getattr(self, "_kind", None):
             self._build_hyper(kind)
 
     def _build_hyper(self, kind: str) -> None:
