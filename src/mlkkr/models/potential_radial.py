@@ -85,7 +85,8 @@ def chemistry(z: float, degree: int = 5) -> np.ndarray:
 @dataclass(frozen=True)
 class RadialConfig:
     """Hyper-parameters. n_radial: Chebyshev functions of log r; degrees: of the chemistry polynomials,
-    chosen by cross-validation with the ridge strength; r_s (Å): the log scale near the nucleus; cutoff, n_max, alpha, beta: the Jacobi functions of the 2-body term (Å; 0 < n_max ≤ 12);
+    chosen by cross-validation with the ridge strength; r_s (Å): the log scale near the nucleus;
+    cutoff, n_max, alpha, beta: the Jacobi functions of the 2-body term (Å; 0 < n_max ≤ 12);
     alphas: ridge strengths for the cross-validation."""
 
     n_radial: int = 24
