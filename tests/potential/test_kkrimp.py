@@ -152,3 +152,56 @@ def test_reader_bad_input(kkr_reference):
         read_kkrimp_potential("00000000-0000-0000-0000-000000000000")
     with pytest.raises(InputError, match="no potential block"):
         parse_potential("not a potential\n")
+
+
+def test_from_archive_reads_potentials_and_names_what_it_skipped(tmp_path):
+    """`mlkkr data from-archive --kind potential` on the reference archives (read-only), and on broken copies."""
+    import importlib.util
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from mlkkr.data.h5io import read_radial
+
+    spec = importlib.util.spec_from_file_location("potential_conftest", Path(__file__).with_name("conftest.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    reference_archive = helpers.reference_archive  # checks each archive's SHA-256 against SHA256SUMS
+
+    mlkkr = Path(sys.executable).with_name("mlkkr")
+
+    def run(archive, *args):
+        out = tmp_path / "out.h5"
+        out.unlink(missing_ok=True)
+        res = subprocess.run([str(mlkkr), "data", "from-archive", str(archive), "-o", str(out), *args],
+                             capture_output=True, text=True, timeout=300)
+        return res, out
+
+    res, out = run(reference_archive("kkrimp_cached.aiida"), "--kind", "potential", "--host", "fcc-Cu")
+    assert res.returncode == 0, res.stderr
+    (rec,) = read_radial(out)
+    assert rec.impurity == "Zn" and len(rec.z) == 13 and rec.converged and rec.host == "fcc-Cu"
+    # the unconverged workflow is skipped with its rms, or read flagged when asked for
+    full = reference_archive("kkrimp_full_wc.aiida")
+    res, out = run(full)
+    assert res.returncode == 2 and "kkr_imp_wc<" in res.stderr and "KKRimp not converged (rms 0.0283)" in res.stderr
+    assert not out.exists()
+    res, out = run(full, "--include-unconverged", "--json")
+    assert res.returncode == 0 and [r.converged for r in read_radial(out)] == [False]
+    # an archive of other results, and broken archives: errors that say so, nothing written
+    res, out = run(reference_archive("dos_wc_Cu.aiida"), "--kind", "potential")
+    assert res.returncode == 2 and "no kkr_imp_wc or kkr_imp_sub_wc workflow among its" in res.stderr
+    fake = tmp_path / "fake.aiida"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("metadata.json", '{"export_version": "main_0001"}')
+    res, out = run(fake)
+    assert res.returncode == 2 and "ARCHIVE: a corrupt or incomplete archive" in res.stderr and not out.exists()
+    data = bytearray(reference_archive("kkrimp_cached.aiida").read_bytes())
+    for i in range(len(data) - 3000, len(data) - 100):  # the repository's objects at the end of the zip
+        data[i] ^= 0xFF
+    broken = tmp_path / "broken.aiida"
+    broken.write_bytes(bytes(data))
+    res, out = run(broken)
+    assert res.returncode == 2 and "a file it needs cannot be read" in res.stderr and not out.exists()
+    assert "Traceback" not in res.stderr

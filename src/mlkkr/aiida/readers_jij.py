@@ -29,7 +29,9 @@ copy when it was written by an older aiida-core.
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,21 +185,37 @@ def archive_profile(path: str | Path) -> Iterator[None]:
         target = path
         if version != fmt.latest_version:
             target = Path(tmp) / "migrated.aiida"
-            fmt.migrate(path, target, fmt.latest_version)
+            try:
+                fmt.migrate(path, target, fmt.latest_version)
+            except Exception as exc:  # noqa: BLE001 - any failure to migrate: an archive we cannot use
+                raise InputError("ARCHIVE", str(path), reason=f"cannot migrate the archive from version "
+                                 f"{version} ({exc})") from None
         manager = get_manager()
         previous = manager.get_profile()
+        from aiida import orm
+
+        broken = (CorruptStorage, UnreachableStorage, zipfile.BadZipFile, sqlite3.DatabaseError, EOFError)
         try:
             manager.load_profile(SqliteZipBackend.create_profile(os.fspath(target)), allow_switch=True)
             manager.get_profile_storage()
-        except (CorruptStorage, UnreachableStorage) as exc:
-            raise InputError("ARCHIVE", str(path), reason=f"cannot open the archive ({exc})") from None
+            orm.QueryBuilder().append(orm.Node).count()  # the database is opened lazily: read it now
+        except broken as exc:
+            _restore(manager, previous)
+            raise InputError("ARCHIVE", str(path), reason=f"a corrupt or incomplete archive ({exc})") from None
         try:
             yield
+        except broken as exc:  # a damaged member found while reading (a file of the repository, say)
+            raise InputError("ARCHIVE", str(path), reason=f"a corrupt archive ({type(exc).__name__}: {exc})") from None
         finally:  # back to the user's profile (or none), also after an error
-            if previous is None:
-                manager.unload_profile()
-            else:
-                manager.load_profile(previous, allow_switch=True)
+            _restore(manager, previous)
+
+
+def _restore(manager: Any, previous: Any) -> None:
+    """Back to the profile that was loaded before (or none)."""
+    if previous is None:
+        manager.unload_profile()
+    else:
+        manager.load_profile(previous, allow_switch=True)
 
 
 def read_jij_archive(path: str | Path, env_cutoff: float = 6.0) -> tuple[list[ExchangePair], dict[str, Any]]:

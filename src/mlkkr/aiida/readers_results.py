@@ -11,6 +11,7 @@ Unconverged impurity potentials are flagged and skipped unless ``include_unconve
 
 from __future__ import annotations
 
+import zipfile
 from typing import Any
 
 from aiida import orm
@@ -85,6 +86,9 @@ def read(nodes: list[orm.Node], kind: str = "auto", *, env_cutoff: float = 6.0, 
                 report["read"].append({**entry, "records": len(got)})
         except (InputError, KeyError, AttributeError, ValueError) as exc:
             report["skipped"].append({**entry, "reason": str(exc)})
+        except (OSError, zipfile.BadZipFile) as exc:  # a file of the repository missing or damaged
+            report["skipped"].append({**entry, "reason": f"a file it needs cannot be read ({type(exc).__name__}: "
+                                                         f"{exc})"})
     if not records:
         looked = [f"{s['process']}<{s['pk']}>: {s['reason']}" for s in report["skipped"]]
         others = len([n for n in nodes if isinstance(n, orm.ProcessNode)])
