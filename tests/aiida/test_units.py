@@ -121,3 +121,19 @@ def test_engine_calcjob_on_one_cluster_and_a_rejected_input(aiida_localhost, tmp
     assert node.exit_status == 400 and "Xx" in node.exit_message
     with pytest.raises(ValueError, match="input_file: required"):
         run_get_node(EngineCalculation, code=code, command="engine embed")
+
+
+def test_impurity_series_elements_are_checked_before_anything_is_loaded():
+    from mlkkr.aiida.kkr_launch import ROW_3D, ROW_4D, parse_elements, submit_series
+
+    assert parse_elements("3d") == list(ROW_3D) and parse_elements("Fe, Co,Fe") == ["Fe", "Co"]
+    assert parse_elements(["4d", "Fe"]) == [*ROW_4D, "Fe"]
+    with pytest.raises(InputError, match="impurity.element: not an element symbol"):
+        parse_elements("Fe,Qq")
+    with pytest.raises(InputError, match="elements: ',' is not allowed"):
+        parse_elements(",")
+    for bad in ([], ["Fe", "Fe"]):
+        with pytest.raises(InputError, match="elements: .* one or more element symbols, each once"):
+            submit_series(None, bad)
+    with pytest.raises(InputError, match="max_concurrent: 0"):
+        submit_series(None, ["Fe"], max_concurrent=0)

@@ -186,6 +186,9 @@ def submit_series(host: Any, elements: list[str], *, radius: float = 2.5, site: 
     from mlkkr.aiida.launch import launch
 
     settings = settings or kkr.ImpuritySettings(radius=radius)
+    elements = list(elements)
+    if not elements or len(set(elements)) != len(elements):
+        raise InputError("elements", elements, allowed="one or more element symbols, each once")
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or not 1 <= max_concurrent <= 16:
         raise InputError("max_concurrent", max_concurrent, allowed="an integer from 1 to 16")
     host_node = load_host(host)
@@ -196,7 +199,7 @@ def submit_series(host: Any, elements: list[str], *, radius: float = 2.5, site: 
     structure, _ = find_parent_structure(remote)
     builder = KkrImpuritySeriesWorkChain.get_builder()
     builder.host_remote = remote
-    builder.elements = orm.List(list(elements))
+    builder.elements = orm.List(elements)
     builder.site = orm.Int(site)
     builder.radius = orm.Float(radius)
     fields = {k: v for k, v in asdict(settings).items() if k != "radius"}
