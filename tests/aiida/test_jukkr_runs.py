@@ -225,7 +225,8 @@ def test_a_killed_daemon_resumes_the_embedding(cu_host, services):
     assert impurity_summary(node)["total_spin_moment"] == pytest.approx(2.34, abs=0.05)
 
 
-def _mlkkr(services, *args: str):
+def _cli(services, *args: str, profile: bool = True):
+    """The `mlkkr` command in a subprocess, on the services profile (``profile=False``: a command without one)."""
     import os
     import subprocess
 
@@ -233,8 +234,12 @@ def _mlkkr(services, *args: str):
 
     env = env_with_bin()
     env["AIIDA_PATH"] = os.environ["AIIDA_PATH"]  # aiida-core's temporary test configuration
-    return subprocess.run([str(bin_dir() / "mlkkr"), "run", "kkr", *args, "--profile", services.name], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(bin_dir() / "mlkkr"), *args, *(["--profile", services.name] if profile else [])],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def _mlkkr(services, *args: str):
+    return _cli(services, "run", "kkr", *args)
 
 
 def test_the_command_line_lists_hosts_shows_results_and_refuses_bad_input(cu_host, fe_impurity, services):
@@ -325,19 +330,11 @@ def test_the_radial_model_on_real_kkrimp_potentials(series):
 
 def test_from_group_reads_the_series_and_refuses_bad_input(series, cu_host, services, tmp_path):
     import json
-    import os
-    import subprocess
 
-    from mlkkr.aiida.testing import bin_dir, env_with_bin
     from mlkkr.data.h5io import read_radial
 
-    env = env_with_bin()
-    env["AIIDA_PATH"] = os.environ["AIIDA_PATH"]
-
     def mlkkr(*args, profile=True):
-        return subprocess.run([str(bin_dir() / "mlkkr"), *args, *(["--profile", services.name] if profile else [])],
-                              env=env,
-                              capture_output=True, text=True, timeout=600)
+        return _cli(services, *args, profile=profile)
 
     out = tmp_path / "series.h5"
     res = mlkkr("data", "from-group", SERIES_GROUP, "-o", str(out), "--json")

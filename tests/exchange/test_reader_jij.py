@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlkkr.aiida.readers_jij import (
-    jij_workflows,
-    pairs_from_workflow,
-    read_jij_archive,
-    tensors_from_jij_expanded,
-)
+from mlkkr.aiida.readers_jij import jij_workflows, pairs_from_workflow, tensors_from_jij_expanded
+from mlkkr.aiida.readers_results import read_jij_archive
 from mlkkr.cli import main
 from mlkkr.data.h5io import read_exchange
 from mlkkr.errors import InputError

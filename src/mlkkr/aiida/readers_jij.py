@@ -216,20 +216,3 @@ def _restore(manager: Any, previous: Any) -> None:
         manager.unload_profile()
     else:
         manager.load_profile(previous, allow_switch=True)
-
-
-def read_jij_archive(path: str | Path, env_cutoff: float = 6.0) -> tuple[list[ExchangePair], dict[str, Any]]:
-    """Every exchange pair of every Jij workflow in an archive; and a summary (workflows, counts)."""
-    with archive_profile(path):
-        workflows = jij_workflows()
-        if not workflows:
-            raise InputError("ARCHIVE", str(path), reason=f"no finished {'/'.join(JIJ_WORKFLOWS)} workflow in it")
-        pairs: list[ExchangePair] = []
-        summary: dict[str, Any] = {"archive": Path(path).name, "workflows": []}
-        for wc in workflows:
-            got = pairs_from_workflow(wc, env_cutoff)
-            for p in got:
-                p.provenance["archive"] = Path(path).name
-            pairs.extend(got)
-            summary["workflows"].append({"uuid": wc.uuid, "label": wc.process_label, "pairs": len(got)})
-    return pairs, summary

@@ -12,6 +12,7 @@ Unconverged impurity potentials are flagged and skipped unless ``include_unconve
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from aiida import orm
@@ -112,3 +113,23 @@ def group_nodes(label: str) -> list[orm.Node]:
 def archive_nodes() -> list[orm.Node]:
     """Every process node of the loaded (archive) profile."""
     return [n for (n,) in orm.QueryBuilder().append(orm.ProcessNode, project="*").iterall()]
+
+
+def read_archive(path: str | Path, kind: str = "auto", **options: Any) -> tuple[list[Any], dict[str, Any]]:
+    """:func:`read` on the process nodes of an archive file, opened read-only (nothing is imported into the
+    user's profile); every record's provenance names the archive."""
+    from mlkkr.aiida.readers_jij import archive_profile
+
+    with archive_profile(path):
+        records, report = read(archive_nodes(), kind, where=f"archive {Path(path).name}", **options)
+    for rec in records:
+        rec.provenance["archive"] = Path(path).name
+    return records, report
+
+
+def read_jij_archive(path: str | Path, env_cutoff: float = 6.0) -> tuple[list[Any], dict[str, Any]]:
+    """Every exchange pair of every finished Jij workflow in an archive; and a summary (workflows, counts)."""
+    pairs, report = read_archive(path, "exchange", env_cutoff=env_cutoff)
+    return pairs, {"archive": Path(path).name,
+                   "workflows": [{"uuid": w["uuid"], "label": w["process"], "pairs": w["records"]}
+                                 for w in report["read"]]}

@@ -82,17 +82,12 @@ def from_archive(archive: str, output: str, kind: str, env_cutoff: float, includ
     potentials are ΔV = V_imp − V_host of KKRimp's stored spherical potentials (eV, the nuclear −2Z/r
     excluded) on each cluster atom's radial mesh (Å).
     """
-    from mlkkr.aiida import readers_results
-    from mlkkr.aiida.readers_jij import archive_profile
+    from mlkkr.aiida.readers_results import read_archive
     from mlkkr.data.h5io import file_sha256
 
     out = _check_output(output)
-    with archive_profile(archive):
-        records, report = readers_results.read(readers_results.archive_nodes(), kind, env_cutoff=env_cutoff,
-                                               include_unconverged=include_unconverged, host=host_label,
-                                               where=f"archive {Path(archive).name}")
-        for rec in records:
-            rec.provenance["archive"] = Path(archive).name
+    records, report = read_archive(archive, kind, env_cutoff=env_cutoff, include_unconverged=include_unconverged,
+                                   host=host_label)
     params = {"source": "aiida-kkr archive", "archive": Path(archive).name, "archive_sha256": file_sha256(archive),
               "env_cutoff": env_cutoff, "command": "mlkkr data from-archive"}
     emit(_write(records, report, out, params), as_json, _human)
