@@ -57,14 +57,17 @@ def _read_data(path: str) -> tuple[list[Any], str]:
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also fit the distance-and-species kernel-ridge baseline.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training in OUTPUT from its checkpoint.")
+@click.option("--init-from", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Fine-tune this trained model folder (e.g. engine-trained) on DATA: its architecture is "
+                   "kept (--mul/--layers/--latent/--r-* ignored), new species start as its host label.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's choice].")
 @json_option
 @handle_errors
 def train_cmd(data_path: str, output: str, epochs: int, batch_size: int, lr: float, patience: int, seed: int,
               split: str, device: str, dtype: str, mul: int, layers: int, latent: int, r_env: float,
-              r_host: float, achiral: bool, loss_weights: str, baseline: bool, resume: bool, progress: bool,
-              threads: int | None, as_json: bool) -> None:
+              r_host: float, achiral: bool, loss_weights: str, baseline: bool, resume: bool, init_from: str | None,
+              progress: bool, threads: int | None, as_json: bool) -> None:
     """Train the e3nn exchange model on DATA into the model folder OUTPUT.
 
     Validation after every epoch, early stopping, an atomic checkpoint after every epoch
@@ -95,7 +98,7 @@ def train_cmd(data_path: str, output: str, epochs: int, batch_size: int, lr: flo
     pairs, sha = _read_data(data_path)
     log = (lambda s: None) if as_json else (lambda s: click.echo(s, err=True))
     result = fit(pairs, output, mcfg, cfg, data_sha256=sha, resume=resume, progress=progress and not as_json,
-                 log=log)
+                 log=log, init_from=init_from)
     meta = result.meta
     summary = {"model": str(result.folder), "best_epoch": meta["best_epoch"], "epochs_run": meta["epochs_run"],
                "stopped": meta["stopped"], "seconds_per_epoch": meta["seconds_per_epoch"], "device": meta["device"],

@@ -175,20 +175,46 @@ def species_of(pairs: Sequence[Any]) -> list[str]:
 # Batching
 # --------------------------------------------------------------------------------------------------
 def batches(graphs: PairGraphs, targets: np.ndarray | None, idx: np.ndarray, size: int,
-            device: torch.device, dtype: torch.dtype):
-    """Yield (graphs, targets) torch batches of the records ``idx`` in that order."""
+            device: torch.device, dtype: torch.dtype, mask: np.ndarray | None = None):
+    """Yield (graphs, targets) torch batches of the records ``idx`` in that order (with ``mask``:
+    (graphs, targets, mask))."""
     for s in range(0, len(idx), size):
         part = idx[s:s + size]
         g = graphs.subset(part).to_torch(device, dtype)
         t = None if targets is None else torch.as_tensor(targets[part], dtype=dtype, device=device)
-        yield g, t
+        if mask is None:
+            yield g, t
+        else:
+            yield g, t, torch.as_tensor(mask[part], dtype=dtype, device=device)
 
 
-def loss_fn(net: ExchangeNet, pred: torch.Tensor, true: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
-    """Per-irrep normalised MSE (see module doc)."""
-    d = net.from_cartesian(pred - true) / net.scale
-    return (weights["J"] * d[:, 0].pow(2).mean() + weights["D"] * d[:, 1:4].pow(2).mean()
-            + weights["S"] * d[:, 4:9].pow(2).mean())
+def loss_fn(net: ExchangeNet, pred: torch.Tensor, true: torch.Tensor, weights: dict[str, float],
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-irrep normalised MSE (see module doc). ``mask`` (B, 3) of 0/1: which of J, D, S each record
+    holds (a part that was not computed, e.g. D and S of an isotropic JuKKR result, is not a zero to learn)."""
+    d = (net.from_cartesian(pred - true) / net.scale).pow(2)
+    terms = (d[:, 0], d[:, 1:4].mean(1), d[:, 4:9].mean(1))
+    if mask is None:
+        return sum(w * t.mean() for w, t in zip((weights["J"], weights["D"], weights["S"]), terms, strict=True))
+    out = pred.new_zeros(())
+    for k, (w, t) in enumerate(zip((weights["J"], weights["D"], weights["S"]), terms, strict=True)):
+        m = mask[:, k]
+        if w and float(m.sum()) > 0:
+            out = out + w * (t * m).sum() / m.sum()
+    return out
+
+
+PARTS = ("J", "D", "S")
+
+
+def part_mask(pairs: Sequence[Any]) -> np.ndarray:
+    """(n, 3) 0/1: whether each record holds J, D, S (``provenance["tensor_parts"]``; all when absent)."""
+    out = np.ones((len(pairs), 3))
+    for r, p in enumerate(pairs):
+        parts = (p.provenance or {}).get("tensor_parts")
+        if parts is not None:
+            out[r] = [float(name in parts) for name in PARTS]
+    return out
 
 
 @torch.no_grad()
@@ -216,12 +242,21 @@ class FitResult:
 
 def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig, cfg: TrainConfig, *,
         data_sha256: str = "", resume: bool = False, progress: bool = True,
-        log: Callable[[str], None] = print, stop_after: int | None = None) -> FitResult:
+        log: Callable[[str], None] = print, stop_after: int | None = None,
+        init_from: str | Path | None = None) -> FitResult:
     """Train an :class:`ExchangeNet` on ``pairs`` into the model folder ``folder``.
 
     ``model_cfg.species`` empty → every label in the data. ``resume=True`` continues from
     ``folder/checkpoint.pt`` (refused if it was made with other data or settings). ``stop_after``
     raises :class:`TrainingInterrupted` right after the checkpoint of that epoch (tests).
+
+    ``init_from``: fine-tune a trained model folder instead of starting from random weights. Its
+    architecture and hyper-parameters are kept (``model_cfg`` is ignored); species it does not know are
+    added, their embedding started from that of the model's host label (a host atom is what an
+    unknown surrounding atom is most like); the output scale of each part of the tensor the new data
+    holds is set from the new training split (J of the real JuKKR data is several times the engine's),
+    the others are kept. Records whose ``provenance["tensor_parts"]`` lacks D or S (isotropic
+    results) do not enter the loss of those parts.
     """
     cfg.validate()
     validate_pairs(pairs)
@@ -235,6 +270,11 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
                          "or --resume an interrupted training")
 
     data_species = species_of(pairs)
+    base = None
+    if init_from is not None:
+        base = load_model(init_from)
+        model_cfg = ExchangeModelConfig.from_dict(base.cfg.to_dict())
+        model_cfg.species = list(model_cfg.species) + [s for s in data_species if s not in model_cfg.species]
     if not model_cfg.species:
         model_cfg.species = data_species
     unknown = sorted(set(data_species) - set(model_cfg.species))
@@ -250,17 +290,41 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
             raise InputError(f"split.{name}", 0, reason=f"the {name} split is empty; training needs both "
                              "train and validation pairs")
     targets = np.array([p.tensor for p in pairs], float)
+    mask = part_mask(pairs)
     graphs = build_graphs(pairs, model_cfg.species, model_cfg.r_env, model_cfg.r_host)
     dmax = float(np.linalg.norm(graphs.bond, axis=1).max())
-    model_cfg.r_pair = float(max(model_cfg.r_pair, dmax))
     counts = np.diff(graphs.env_ptr)
-    model_cfg.stats = tensor_stats(targets[train_canon], counts[train_canon])
+    stats = tensor_stats(targets[train_canon], counts[train_canon])
+    init_info = None
+    if base is None:
+        model_cfg.r_pair = float(max(model_cfg.r_pair, dmax))
+        model_cfg.stats = stats
+    else:
+        if dmax > model_cfg.r_pair:
+            raise InputError("data", f"a pair {dmax:.2f} Å apart", reason=f"the model of {init_from} covers "
+                             f"pair distances up to {model_cfg.r_pair:.2f} Å only")
+        held = mask[train_canon].max(axis=0) > 0  # parts the new training data holds
+        old_stats = dict(model_cfg.stats)
+        model_cfg.stats = {**old_stats, **({"mean0": stats["mean0"], "std0": stats["std0"]} if held[0] else {}),
+                           **({"std1": stats["std1"]} if held[1] else {}),
+                           **({"std2": stats["std2"]} if held[2] else {})}
+        init_info = {"folder": str(init_from), "data_sha256": base.meta["data"].get("sha256"),
+                     "species": list(base.cfg.species),
+                     "new_species": [s for s in model_cfg.species if s not in base.cfg.species],
+                     "new_species_init": _host_label(base), "parts_refit": [n for n, h in zip(PARTS, held,
+                                                                                              strict=True) if h]}
+        log(f"fine-tuning {init_from}: new species {init_info['new_species'] or 'none'} (embedding started from "
+            f"{init_info['new_species_init']!r}); output scale refitted for {', '.join(init_info['parts_refit'])}")
+    if not mask[train_canon].all():
+        log("parts not computed in some records (e.g. D and S of isotropic results) are left out of their loss")
     settings = {"architecture": ARCHITECTURE, "model": model_cfg.to_dict(), "training": asdict(cfg),
-                "data_sha256": data_sha256, "n_records": len(pairs)}
+                "data_sha256": data_sha256, "n_records": len(pairs), "init_from": init_info}
     folder.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
 
     torch.manual_seed(cfg.seed)
     net = ExchangeNet.build(model_cfg, dtype).to(device)
+    if base is not None:
+        _load_base_weights(net, base, model_cfg.species)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience,
                                                        min_lr=cfg.min_lr)
@@ -289,9 +353,9 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
         order = train_idx[np.random.default_rng([cfg.seed, epoch]).permutation(len(train_idx))]
         bar = _bar(len(order), epoch, cfg.epochs, progress)
         running, seen = 0.0, 0
-        for g, t in batches(graphs, targets, order, cfg.batch_size, device, dtype):
+        for g, t, m in batches(graphs, targets, order, cfg.batch_size, device, dtype, mask):
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net, net(g), t, cfg.loss_weights)
+            loss = loss_fn(net, net(g), t, cfg.loss_weights, m)
             if not torch.isfinite(loss):
                 raise InputError("training", float(loss), reason=f"the loss became non-finite in epoch {epoch}; "
                                  "lower --lr")
@@ -311,7 +375,7 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
         with torch.no_grad():
             val_loss = float(loss_fn(net, torch.as_tensor(val_pred, dtype=dtype, device=device),
                                      torch.as_tensor(targets[val_idx], dtype=dtype, device=device),
-                                     cfg.loss_weights))
+                                     cfg.loss_weights, torch.as_tensor(mask[val_idx], dtype=dtype, device=device)))
         table = error_table(val_pred, targets[val_idx])
         sched.step(val_loss)
         improved = val_loss < state["best_val"]
@@ -340,6 +404,31 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     state.setdefault("stopped", f"reached --epochs {cfg.epochs}")
     return _finish(folder, pairs, graphs, targets, {**split, "train": train_canon}, net, model_cfg, cfg,
                    settings, state, device, log)
+
+
+def _host_label(model: LoadedModel) -> str:
+    """The label the model gives host atoms (the first host it was trained on)."""
+    hosts = [h for h in model.meta.get("hosts", {}) if h in model.cfg.species]
+    return hosts[0] if hosts else model.cfg.species[0]
+
+
+def _load_base_weights(net: ExchangeNet, base: LoadedModel, species: list[str]) -> None:
+    """Copy every trained parameter of ``base`` into ``net``; embedding rows of new species start as the
+    base's host label (the output scale and shift are buffers of ``net``'s own configuration)."""
+    own = dict(net.named_parameters())
+    src = dict(base.net.named_parameters())
+    with torch.no_grad():
+        for name, p in own.items():
+            q = src[name].detach().to(p.device, p.dtype)
+            if name == "embedding.weight":
+                known = {s: n for n, s in enumerate(base.cfg.species)}
+                fallback = known[_host_label(base)]
+                p.copy_(q[[known.get(s, fallback) for s in species]])
+            elif q.shape != p.shape:
+                raise InputError("init_from", str(base.folder), reason=f"its parameter {name} has shape "
+                                 f"{tuple(q.shape)}, this network {tuple(p.shape)}")
+            else:
+                p.copy_(q)
 
 
 def _bar(total: int, epoch: int, epochs: int, progress: bool):
@@ -393,6 +482,7 @@ def _finish(folder: Path, pairs: Sequence[Any], graphs: PairGraphs, targets: np.
         "convention": "E = -sum_{i<j} e_i.J_ij.e_j (J > 0 ferromagnetic); J = Tr/3; D = (A_yz, A_zx, A_xy) of "
                       "A = (J_ij - J_ij^T)/2; S symmetric traceless",
         "n_parameters": int(sum(p.numel() for p in net.parameters())), "network": net.describe(),
+        "init_from": settings.get("init_from"),
     }
     write_json(folder / "history.json", history)
     write_json(folder / "model.json", meta)
@@ -455,6 +545,22 @@ def load_model(folder: str | Path, device: str = "cpu", dtype: str | None = None
         with np.load(folder / "baseline.npz") as a:
             baseline = DistanceSpeciesBaseline.from_arrays(dict(a))
     return LoadedModel(net, meta, baseline, folder)
+
+
+def extend_species(model: LoadedModel, species: Sequence[str]) -> LoadedModel:
+    """``model`` able to read graphs with the labels ``species`` it was not trained on: each new label gets the
+    embedding of the model's host label (see :func:`fit`'s ``init_from``); everything else is unchanged."""
+    new = [s for s in dict.fromkeys(species) if s not in model.cfg.species]
+    if not new:
+        return model
+    cfg = ExchangeModelConfig.from_dict(model.cfg.to_dict())
+    cfg.species = list(cfg.species) + new
+    dtype = next(model.net.parameters()).dtype
+    net = ExchangeNet.build(cfg, dtype).to(next(model.net.parameters()).device)
+    _load_base_weights(net, model, cfg.species)
+    net.eval()
+    meta = {**model.meta, "species": cfg.species, "extended_species": {"new": new, "as": _host_label(model)}}
+    return LoadedModel(net, meta, model.baseline, model.folder)
 
 
 def choose_split(model: LoadedModel, pairs: Sequence[Any], data_sha256: str, split: str = "auto"

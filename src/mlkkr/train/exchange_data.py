@@ -96,10 +96,18 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
 
 
 def record_key(pair: Any) -> str:
-    """A key of the record's content: its environment, positions (1e-6 Å) and tensor (1e-9 meV)."""
+    """A key of the record's content: its environment, positions (1e-6 Å) and tensor (1e-9 meV) — of the tensor
+    only the parts the record holds (``provenance["tensor_parts"]``: what was not computed is not content)."""
     parts = [environment_key(pair)]
+    t = np.asarray(pair.tensor, float)
+    held = (pair.provenance or {}).get("tensor_parts")
+    if held is not None:
+        a = (t - t.T) / 2
+        j = np.trace(t) / 3
+        pieces = {"J": [j], "D": [a[1, 2], a[2, 0], a[0, 1]], "S": ((t + t.T) / 2 - j * np.eye(3)).ravel()}
+        t = np.concatenate([np.asarray(pieces[name], float) for name in ("J", "D", "S") if name in held])
     for arr, decimals in ((pair.position_i, 6), (pair.position_j, 6), (pair.environment_positions, 6),
-                          (pair.tensor, 9)):
+                          (t, 9)):
         parts.append(",".join(f"{x:.{decimals}f}" for x in np.asarray(arr, float).ravel()))
     parts.append(",".join(pair.environment_species))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
