@@ -110,13 +110,16 @@ def submit_impurity(host: Any, impurity: kkr.Impurity, settings: kkr.ImpuritySet
     return _wait(record(launch(builder), "impurity"), wait)
 
 
-def submit_jij(host: Any, radius: float = 5.0, *, kkr_code: Any = None, options: dict[str, Any] | None = None,
-               label: str = "", wait: bool = False) -> orm.ProcessNode:
-    """Check and submit J_ij of a converged magnetic host (``kkr_jij_wc``); returns its node."""
+def submit_jij(host: Any, radius: float = 5.0, *, sites_i: list[int] | None = None, sites_j: list[int] | None = None,
+               kkr_code: Any = None, options: dict[str, Any] | None = None, label: str = "",
+               wait: bool = False) -> orm.ProcessNode:
+    """Check and submit J_ij of a converged magnetic host (``kkr_jij_wc``); returns its node.
+
+    ``sites_i``/``sites_j``: the cell's site indices whose pairs are computed (None: every site)."""
     from mlkkr.aiida.launch import launch
 
-    builder = kkr.jij_builder(load_host(host), kkr_code or DEFAULT_CODES["kkr"], radius=radius, options=options,
-                              label=label)
+    builder = kkr.jij_builder(load_host(host), kkr_code or DEFAULT_CODES["kkr"], radius=radius, sites_i=sites_i,
+                              sites_j=sites_j, options=options, label=label)
     return _wait(record(launch(builder), "jij"), wait)
 
 

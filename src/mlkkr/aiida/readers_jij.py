@@ -147,7 +147,7 @@ def pairs_from_workflow(wc: Any, env_cutoff: float = 6.0) -> list[ExchangePair]:
     outputs = wc.outputs
     structure = outputs.structure_jij_sites
     return pairs_from_jij_data(outputs.jij_data, structure, env_cutoff,
-                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label})
+                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label, "workflow_label": wc.label})
 
 
 def jij_workflows() -> list[Any]:
