@@ -66,7 +66,7 @@ def test_fine_tuning_starts_from_the_trained_weights(base_dir, engine_pairs, tmp
               log=quiet, init_from=base_dir)
     base, ft = load_model(base_dir), load_model(tmp_path / "ft")
     info = res.meta["init_from"]
-    assert info["new_species"] == ["Cu"] and info["new_species_init"] == "ti" and info["parts_refit"] == ["J"]
+    assert info["new_species"] == ["Cu"] and info["new_species_init"] == "ti" and info["parts_refit"] == []
     assert info["data_sha256"] == base.meta["data"]["sha256"]
     assert ft.cfg.mul == base.cfg.mul == 4, "the base's architecture is kept, model_cfg is ignored"
     b, f = dict(base.net.named_parameters()), dict(ft.net.named_parameters())
@@ -76,9 +76,15 @@ def test_fine_tuning_starts_from_the_trained_weights(base_dir, engine_pairs, tmp
             q = q[:len(base.cfg.species)]
             np.testing.assert_allclose(f[name].detach()[-1], p.detach()[base.cfg.species.index("ti")], atol=1e-6)
         np.testing.assert_allclose(q, p.detach(), atol=1e-6, err_msg=name)
-    # the J scale is that of the new data; D and S (not in it) keep the base's
-    stats, old = ft.cfg.stats, base.cfg.stats
+    # the output scales are the base's: the start is the base model's function, also for the new species
+    assert ft.cfg.stats == base.cfg.stats
+    np.testing.assert_allclose(ft.predict(data[:20]), base.predict(pairs[240:260]), atol=1e-5)
+    # refit_scale: the J scale is that of the new data; D and S (not in it) keep the base's
+    fit(data, tmp_path / "rs", tiny_model(), tiny_training(epochs=1, lr=1e-9), progress=False, log=quiet,
+        init_from=base_dir, refit_scale=True)
+    stats, old = load_model(tmp_path / "rs").cfg.stats, base.cfg.stats
     assert stats["std1"] == old["std1"] and stats["std2"] == old["std2"] and stats["std0"] != old["std0"]
+    assert json.loads((tmp_path / "rs" / "model.json").read_text())["init_from"]["parts_refit"] == ["J"]
 
 
 def test_parts_a_record_does_not_hold_are_not_learnt(base_dir, engine_pairs, tmp_path):

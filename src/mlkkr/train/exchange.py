@@ -164,10 +164,13 @@ def torch_save(path: Path, obj: Any) -> None:
 
 
 def species_of(pairs: Sequence[Any]) -> list[str]:
-    """Every label the graphs of ``pairs`` use: magnetic species, other defects, host names (sorted)."""
+    """Every label the graphs of ``pairs`` use: magnetic species, other defects, host names (sorted). The host
+    name of a record whose environment already holds the host's atoms (a real crystal) labels no atom."""
     names = set()
     for p in pairs:
-        names.update([p.species_i, p.species_j, str(p.host), *p.environment_species])
+        names.update([p.species_i, p.species_j, *p.environment_species])
+        if not (p.provenance or {}).get("environment_includes_host", False):
+            names.add(str(p.host))
     return sorted(names)
 
 
@@ -243,7 +246,7 @@ class FitResult:
 def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig, cfg: TrainConfig, *,
         data_sha256: str = "", resume: bool = False, progress: bool = True,
         log: Callable[[str], None] = print, stop_after: int | None = None,
-        init_from: str | Path | None = None) -> FitResult:
+        init_from: str | Path | None = None, refit_scale: bool = False) -> FitResult:
     """Train an :class:`ExchangeNet` on ``pairs`` into the model folder ``folder``.
 
     ``model_cfg.species`` empty → every label in the data. ``resume=True`` continues from
@@ -253,10 +256,11 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     ``init_from``: fine-tune a trained model folder instead of starting from random weights. Its
     architecture and hyper-parameters are kept (``model_cfg`` is ignored); species it does not know are
     added, their embedding started from that of the model's host label (a host atom is what an
-    unknown surrounding atom is most like); the output scale of each part of the tensor the new data
-    holds is set from the new training split (J of the real JuKKR data is several times the engine's),
-    the others are kept. Records whose ``provenance["tensor_parts"]`` lacks D or S (isotropic
-    results) do not enter the loss of those parts.
+    unknown surrounding atom is most like); the output scales are the base model's, so that fine-tuning
+    starts from its very function (``refit_scale=True`` sets the scale of each part the new data holds
+    from the new training split instead: on real JuKKR J_ij, whose J is several times the engine's, that
+    doubled the held-out error, see docs/ml-exc.md). Records whose ``provenance["tensor_parts"]`` lacks D or S (isotropic results) do not
+    enter the loss of those parts.
     """
     cfg.validate()
     validate_pairs(pairs)
@@ -303,7 +307,7 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
         if dmax > model_cfg.r_pair:
             raise InputError("data", f"a pair {dmax:.2f} Å apart", reason=f"the model of {init_from} covers "
                              f"pair distances up to {model_cfg.r_pair:.2f} Å only")
-        held = mask[train_canon].max(axis=0) > 0  # parts the new training data holds
+        held = (mask[train_canon].max(axis=0) > 0) & refit_scale  # parts the new training data holds
         old_stats = dict(model_cfg.stats)
         model_cfg.stats = {**old_stats, **({"mean0": stats["mean0"], "std0": stats["std0"]} if held[0] else {}),
                            **({"std1": stats["std1"]} if held[1] else {}),
@@ -314,7 +318,8 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
                      "new_species_init": _host_label(base), "parts_refit": [n for n, h in zip(PARTS, held,
                                                                                               strict=True) if h]}
         log(f"fine-tuning {init_from}: new species {init_info['new_species'] or 'none'} (embedding started from "
-            f"{init_info['new_species_init']!r}); output scale refitted for {', '.join(init_info['parts_refit'])}")
+            f"{init_info['new_species_init']!r}); output scale refitted for "
+            f"{', '.join(init_info['parts_refit']) or 'no part'}")
     if not mask[train_canon].all():
         log("parts not computed in some records (e.g. D and S of isotropic results) are left out of their loss")
     settings = {"architecture": ARCHITECTURE, "model": model_cfg.to_dict(), "training": asdict(cfg),
