@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _figures import save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-FIGURES = ROOT / "docs" / "figures"
 
 
 def main() -> int:
@@ -105,42 +105,11 @@ def _timed(f, *a) -> float:
 
 def _figure(records, loeo, cfg, tag: str) -> None:
     """ΔV(r) predicted (held out) vs KKRimp for the element of median error: impurity site and a neighbour."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from mlkkr.models.potential_radial import RadialPotentialModel
+    from mlkkr.train.potential_radial_plots import heldout_figure
 
     rows = sorted(loeo["per_element"], key=lambda r: r["model"]["all_relative_rmse"])
-    el = rows[len(rows) // 2]["element"]
-    held = next(r for r in records if r.impurity == el)
-    model = RadialPotentialModel(cfg).fit([r for r in records if r.impurity != el and r.converged])
-    pred = model.predict_atoms(held)
-    full = model.predict_total(held)
-    sites = [int(held.defects[0])] + ([k for k in range(len(held.z)) if k not in held.defects][:1])
-    names = [f"{held.species[k]} at {np.linalg.norm(held.positions[k]):.2f} Å" for k in sites]
-    fig = make_subplots(rows=2, cols=len(sites), vertical_spacing=0.14,
-                        subplot_titles=[f"{n}: stored ΔV (without −2ΔZ/r)" for n in names]
-                        + [f"{n}: full ΔV, r ≥ 0.05 Å" for n in names])
-    for c, k in enumerate(sites, start=1):
-        far = held.r[k] >= 0.05
-        for row, (x, true, guess) in enumerate(((held.r[k], held.delta_v[k], pred[k]),
-                                                (held.r[k][far], held.delta_v_total(k)[far], full[k][far])), start=1):
-            first = c == 1 and row == 1
-            fig.add_trace(go.Scatter(x=x, y=true, name="KKRimp", mode="lines", line={"color": "#2b6cb0"},
-                                     showlegend=first), row=row, col=c)
-            fig.add_trace(go.Scatter(x=x, y=guess, name=f"ML-ES ({el} held out)", mode="lines",
-                                     line={"color": "#dd6b20", "dash": "dash"}, showlegend=first), row=row, col=c)
-            fig.update_xaxes(title_text="r (Å)", type="log", row=row, col=c)
-            fig.update_yaxes(title_text="eV", row=row, col=c)
-    fig.update_layout(title=f"{el} in Cu, held out: ΔV(r) on the KKR radial mesh", template="plotly_white",
-                      height=720, width=520 * len(sites) + 200)
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    stem = "ml-es-real" + (f"-{tag}" if tag else "")
-    fig.write_html(FIGURES / f"{stem}.html", include_plotlyjs="cdn")
-    try:
-        fig.write_image(FIGURES / f"{stem}.png")
-    except Exception as exc:  # noqa: BLE001 - kaleido needs a browser; the HTML is written regardless
-        print(f"(no PNG: {exc})")
+    fig = heldout_figure(records, rows[len(rows) // 2]["element"], cfg)
+    save_figure(fig, "ml-es-real" + (f"-{tag}" if tag else ""))
 
 
 if __name__ == "__main__":

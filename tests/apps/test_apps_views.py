@@ -185,6 +185,31 @@ def test_ml_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost, tmp
     assert process_count() == before
 
 
+def test_ml_series_form_errors_next_to_fields(aiida_profile_clean, aiida_localhost):
+    """The real-data form (an impurity series with JuKKR): every field checked before anything is stored."""
+    from mlkkr.apps.ml_view import MlTrainingApp
+
+    app = MlTrainingApp(background=False)
+    before = process_count()
+    assert app.series_host.value is None and "no converged host" in app.series_host.options[0][0]
+    assert app.run_series() is None
+    assert "choose a converged host" in app.series_form.fields["series.host"].message
+    app.series_host.options = [("a host that is not there", 987654)]
+    app.series_host.value = 987654
+    for field, value, says in (("elements", "Fe,Xx", "Xx"), ("elements", " , ", "element symbols"),
+                               ("radius", 40.0, "0.5 … 4.0"), ("max_concurrent", 9, "1 … 4")):
+        app.series_elements.value, app.series_radius.value, app.series_concurrent.value = "3d", 2.5, 1
+        getattr(app, f"series_{'concurrent' if field == 'max_concurrent' else field}").value = value
+        assert app.run_series() is None, field
+        message = app.series_form.fields[f"series.{field}"].message
+        assert says in message, (field, message, app.series_form.errors())
+        assert "Not submitted" in app.series_progress.status.value
+    app.series_elements.value, app.series_radius.value, app.series_concurrent.value = "Fe,Co", 2.5, 1
+    assert app.run_series() is None
+    assert "no such node" in app.series_form.fields["series.host"].message
+    assert process_count() == before
+
+
 @pytest.mark.slow
 def test_ml_training_runs_and_shows_parity_and_errors(aiida_profile_clean, aiida_localhost):
     """The whole training work chain in this process (no broker in the test profile): ~1-2 min."""

@@ -267,6 +267,60 @@ def test_ml_training_shows_parity_plot_and_error_table(apps_hub, aiida_run, alic
     shot(page, "ml-training-predict")
 
 
+SERIES_DONE = ".mlkkr-series-progress.mlkkr-progress-done, .mlkkr-series-progress.mlkkr-progress-failed"
+
+
+def test_ml_app_runs_a_real_impurity_series_and_fits_it(apps_hub, aiida_run, alice):
+    """Real data in the ML app: Mn, Fe, Co, Ni embedded one by one (kkr_imp_wc, KKRimp through alice's daemon) in
+    the fcc Cu host the KKR launcher converged above, collected as one ΔV(r) dataset, then the radial ML-ES
+    model fitted leaving each element out in turn, with the held-out prediction plotted against KKRimp."""
+    page = alice
+    home = apps_hub.home("alice")
+    before = process_count(aiida_run, home)
+    series = page.locator(".mlkkr-series-run")
+    series.scroll_into_view_if_needed()
+    click_button(field(page, "series.host"), "Refresh")
+    page.wait_for_selector(".mlkkr-series-host select option:has-text('Cu — E_F 0.6437')", state="attached",
+                           timeout=2 * MINUTE)
+    select(field(page, "series.host"), "Cu — E_F 0.6437")
+    fill_text(field(page, "series.elements"), "Fe,Xx")
+    series.click()
+    page.wait_for_selector(".mlkkr-field-series-elements .mlkkr-field-error:has-text('Xx')", timeout=MINUTE)
+    assert process_count(aiida_run, home) == before, "a bad element submits nothing"
+    fill_text(field(page, "series.elements"), "Mn,Fe,Co,Ni")
+    fill_number(field(page, "series.max_concurrent"), 2)
+    series.click()
+    page.wait_for_selector(".mlkkr-series-progress:has-text('embeddings done')", timeout=5 * MINUTE)
+    page.wait_for_selector(SERIES_DONE, timeout=20 * MINUTE)
+    status = page.locator(".mlkkr-series-progress").inner_text()
+    assert page.locator(".mlkkr-series-progress.mlkkr-progress-failed").count() == 0, \
+        why_failed(aiida_run, home, status)
+    assert "4 of 4 embeddings done" in status, status
+    page.wait_for_selector(".mlkkr-series-plot .js-plotly-plot, .mlkkr-series-plot svg", timeout=5 * MINUTE)
+    table = page.locator(".mlkkr-series-table").inner_text()
+    for el in ("Mn", "Fe", "Co", "Ni"):
+        assert el in table, table
+    page.locator(".mlkkr-series-results").scroll_into_view_if_needed()
+    shot(page, "ml-training-jukkr-series")
+    info = json.loads(aiida_run(home, SERIES_RESULT).strip().splitlines()[-1])
+    assert info["ok"] and info["elements"] == ["Mn", "Fe", "Co", "Ni"] and info["kind"] == "potential-radial"
+    assert info["kkrimp_runs"] == 4 and all(info["converged"]), info
+
+
+SERIES_RESULT = """
+import json
+from aiida import load_profile, orm
+load_profile()
+node = orm.QueryBuilder().append(orm.WorkChainNode, filters={"attributes.process_label": "KkrImpuritySeriesWorkChain"}
+                                 ).order_by({orm.WorkChainNode: {"ctime": "desc"}}).first(flat=True)
+ds = node.outputs.dataset
+recs = ds.records()
+runs = [c for c in node.called if c.process_label == "kkr_imp_wc"]
+print(json.dumps({"ok": node.is_finished_ok, "elements": [r.impurity for r in recs], "kind": ds.kind,
+                  "kkrimp_runs": len(runs), "converged": [bool(r.converged) for r in recs]}))
+"""
+
+
 def test_publish_then_a_second_user_imports(apps_hub, aiida_run, alice, browser_session):
     page = alice
     page.goto(voila_url(apps_hub.url, "alice", "apps/data-archive/archive.ipynb"))

@@ -17,8 +17,7 @@ import ipywidgets as ipw
 
 from mlkkr.apps import kkr
 from mlkkr.apps.loading import SLOW_IMPORTS, LazyApp
-from mlkkr.apps.widgets import Field, Form, Progress, header
-from mlkkr.errors import InputError
+from mlkkr.apps.widgets import Field, Form, Progress, checked_submit, header
 
 _WIDE = {"description_width": "160px"}
 
@@ -331,18 +330,14 @@ class KkrLauncherApp(LazyApp):
 
     def submit(self):
         """Check the form; show errors next to their fields, or submit and follow. Returns the node or None."""
-        self.form.clear()
         self.results.children = []
-        try:
+
+        def check_and_submit():
             self.check_ready()
-            node = kkr.submit(self.request())
-        except InputError as exc:
-            self.form.show(exc)
-            self.progress.fail("Not submitted: correct the field marked in red.")
-            return None
-        except Exception as exc:  # noqa: BLE001 - shown next to the button
-            self.form.general.value = html.escape(f"{type(exc).__name__}: {exc}")
-            self.progress.fail("Not submitted.")
+            return kkr.submit(self.request())
+
+        node = checked_submit(self.form, self.progress, check_and_submit)
+        if node is None:
             return None
         self.node = node
         self.progress.start(f"Submitted {node.process_label}<{node.pk}>; waiting for the daemon …")

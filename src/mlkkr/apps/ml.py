@@ -324,3 +324,96 @@ def predict_pair(model_node, species_i: str, species_j: str, offset: tuple[int, 
         raise InputError("predict", exc.value, reason=exc.reason) from None
     records = result.records()
     return np.asarray(records[0].tensor, float), result
+
+
+# ------------------------------------------------------------------ real data: an impurity series with JuKKR
+
+#: the series form's limits (a local server runs each embedding on its own CPUs)
+SERIES_RADIUS = (0.5, 4.0)
+SERIES_CONCURRENT = (1, 4)
+
+
+@dataclass
+class SeriesRequest:
+    """The real-data form: impurity elements embedded one by one in a converged JuKKR host."""
+
+    host: int | None = None
+    elements: str = "3d"
+    radius: float = 2.5
+    max_concurrent: int = 1
+
+
+def series_hosts(promote: bool = True) -> list[tuple[str, int]]:
+    """(label, pk) of the converged JuKKR hosts of the profile (the KKR launcher's ``mlkkr/kkr-hosts``)."""
+    from mlkkr.aiida.kkr_results import converged_hosts
+
+    return [(f"{h['pk']}: {h['formula']} — E_F {h['fermi_energy_ry']:.5f} Ry ({h['label'] or 'host SCF'})", h["pk"])
+            for h in converged_hosts(promote=promote)]
+
+
+def check_series(request: SeriesRequest) -> list[str]:
+    """The elements of a valid request; :class:`InputError` naming the ``series.*`` field otherwise."""
+    from mlkkr.aiida.kkr_launch import parse_elements
+
+    if request.host is None:
+        raise InputError("series.host", None, reason="choose a converged host (run one in the KKR launcher first)")
+    try:
+        elements = parse_elements(request.elements)
+    except InputError as exc:
+        reason = exc.reason if exc.value == request.elements else f"{exc.value!r}: {exc.reason or 'not allowed'}"
+        raise InputError("series.elements", request.elements, reason=reason, allowed=exc.allowed) from None
+    lo, hi = SERIES_RADIUS
+    radius = request.radius
+    if isinstance(radius, bool) or not isinstance(radius, int | float) or not lo <= radius <= hi:
+        raise InputError("series.radius", request.radius, allowed=f"a cluster radius in Å, {lo} … {hi}")
+    lo, hi = SERIES_CONCURRENT
+    if isinstance(request.max_concurrent, bool) or not isinstance(request.max_concurrent, int) \
+            or not lo <= request.max_concurrent <= hi:
+        raise InputError("series.max_concurrent", request.max_concurrent, allowed=f"an integer {lo} … {hi}")
+    return elements
+
+
+def submit_series(request: SeriesRequest):
+    """Check, then submit the series (``KkrImpuritySeriesWorkChain`` through the daemon); its node."""
+    from mlkkr.aiida.kkr_launch import submit_series as submit
+
+    elements = check_series(request)
+    try:
+        return submit(request.host, elements, radius=float(request.radius), max_concurrent=request.max_concurrent)
+    except InputError as exc:  # the launcher's own checks (host state, radius on this computer …)
+        field = {"host": "series.host", "radius": "series.radius", "elements": "series.elements",
+                 "max_concurrent": "series.max_concurrent"}.get(exc.field.split(".")[0].split("[")[0])
+        if exc.field.startswith("impurity."):
+            field = "series.radius" if "radius" in exc.field else "series.elements"
+        raise InputError(field or exc.field, exc.value, reason=exc.reason, allowed=exc.allowed) from None
+
+
+def series_progress(node) -> str:
+    """``"2 of 5 embeddings done (Fe, Co running)"`` for a series node; embeddings an earlier series finished
+    are reused, not run again, and counted once the series has ended."""
+    elements = list(node.inputs.elements.get_list())
+    children = [c for c in node.called if c.process_label == "kkr_imp_wc"]
+    done = {c.base.extras.get("mlkkr_element", "") for c in children if c.is_finished_ok}
+    running = [c.base.extras.get("mlkkr_element", "?") for c in children if not c.is_terminated]
+    summary = node.base.extras.get("mlkkr_series_summary", None)
+    if summary:
+        done |= {e["element"] for e in summary["elements"]}
+    return (f"{len(done & set(elements))} of {len(elements)} embeddings done"
+            + (f" ({', '.join(running)} running)" if running else ""))
+
+
+def series_fit(node, element: str | None = None) -> dict[str, Any]:
+    """Leave-one-element-out of the radial ML-ES model on the series' dataset: a table row per held-out
+    element and the figure of ``element`` (default: the one of median error) predicted vs KKRimp."""
+    from mlkkr.train.potential_radial import leave_one_element_out
+    from mlkkr.train.potential_radial_plots import heldout_figure
+
+    records = node.outputs.dataset.records()
+    loeo = leave_one_element_out(records)
+    rows = sorted(loeo["per_element"], key=lambda r: r["model"]["all_relative_rmse"])
+    element = element or rows[len(rows) // 2]["element"]
+    table = [[r["element"], 100 * r["model"]["all_relative_rmse"],
+              100 * r["baseline"]["all_relative_rmse"] if "all_relative_rmse" in r.get("baseline", {}) else None]
+             for r in loeo["per_element"]]
+    return {"rows": table, "summary": loeo["summary"], "element": element,
+            "figure": heldout_figure(records, element), "elements": [r.impurity for r in records]}

@@ -12,7 +12,7 @@ import ipywidgets as ipw
 
 from mlkkr.apps import ml
 from mlkkr.apps.loading import SLOW_IMPORTS, LazyApp
-from mlkkr.apps.widgets import Field, Form, Progress, header, html_table, in_background
+from mlkkr.apps.widgets import Field, Form, Progress, checked_submit, header, html_table, in_background
 from mlkkr.errors import InputError
 
 _WIDE = {"description_width": "170px"}
@@ -64,6 +64,7 @@ class MlTrainingApp(LazyApp):
         self.results.add_class("mlkkr-results")
         self.predict_box = ipw.VBox([])
         self._build_hyper("exchange")
+        self._build_series()
         children = [
             header("ML training", "Learn exchange tensors (e3nn) or impurity potentials (Jacobi-Legendre ridge) "
                                   "from KKR or engine data; every training is an AiiDA job with full provenance."),
@@ -72,7 +73,7 @@ class MlTrainingApp(LazyApp):
             ipw.HTML("<h3>2. Model and hyper-parameters</h3>"), self.hyper_box,
             ipw.HTML("<h3>3. Resources</h3>"), self.code_field, self.form.fields["walltime"],
             ipw.HTML("<h3>4. Train</h3>"), self.train_button, self.form.general, self.progress, self.loss_box,
-            self.tree_box, self.results, self.predict_box,
+            self.tree_box, self.results, self.predict_box, self.series_box,
         ]
         super().__init__(children, background=background)
 
@@ -83,6 +84,7 @@ class MlTrainingApp(LazyApp):
 
         self.refresh_groups()
         self.refresh_archives()
+        self.refresh_series_hosts()
         ensure_local_code()
         self.code = mlkkr_code_widget("Code", "mlkkr.train")
         self.code_box.children = [self.code]
@@ -158,18 +160,14 @@ class MlTrainingApp(LazyApp):
     # -- train and follow --------------------------------------------------------------------------
 
     def train(self):
-        self.form.clear()
         self.results.children = []
-        try:
+
+        def check_and_submit():
             self.check_ready()
-            node = ml.submit(self.request())
-        except InputError as exc:
-            self.form.show(exc)
-            self.progress.fail("Not submitted: correct the field marked in red.")
-            return None
-        except Exception as exc:  # noqa: BLE001 - shown next to the button
-            self.form.general.value = html.escape(f"{type(exc).__name__}: {exc}")
-            self.progress.fail("Not submitted.")
+            return ml.submit(self.request())
+
+        node = checked_submit(self.form, self.progress, check_and_submit)
+        if node is None:
             return None
         self.node = node
         self._epochs = self.hyper["epochs"].value if "epochs" in self.hyper else None
@@ -290,3 +288,109 @@ class MlTrainingApp(LazyApp):
                             f"{list(offset)}, J = {float(tensor.trace()) / 3:.4f} meV "
                             f"(prediction node {node.pk}){html_table(['', 'x', 'y', 'z'], rows)}")
         return tensor
+
+    # -- real data: an impurity series with JuKKR ----------------------------------------------------
+
+    def _build_series(self) -> None:
+        self.series_form = Form()
+        self.series_host = ipw.Dropdown(options=[("(loading …)", None)], description="converged host", style=_WIDE,
+                                        layout={"width": "700px"})
+        self.series_host.add_class("mlkkr-series-host")
+        refresh = ipw.Button(description="Refresh", icon="refresh")
+        refresh.on_click(lambda _: self.refresh_series_hosts())
+        self.series_elements = ipw.Text(value="3d", description="elements", style=_WIDE)
+        self.series_elements.add_class("mlkkr-series-elements")
+        self.series_radius = ipw.FloatText(value=2.5, description="cluster radius (Å)", style=_WIDE)
+        self.series_concurrent = ipw.IntText(value=1, description="embeddings at once", style=_WIDE)
+        for name, widget, text in (
+                ("series.host", ipw.HBox([self.series_host, refresh]), "A host SCF converged with JuKKR (run one "
+                 "in the KKR launcher)."),
+                ("series.elements", self.series_elements, "Element symbols, 3d or 4d, comma-separated (e.g. "
+                 "Sc,Ti or 3d,4d)."),
+                ("series.radius", self.series_radius, "2.5 Å: the impurity alone in fcc Cu; 2.6 Å: with its 12 "
+                 "neighbours (minutes per element)."),
+                ("series.max_concurrent", self.series_concurrent, "Embeddings running at the same time.")):
+            self.series_form.add(Field(name, widget, help=text))
+        self.series_button = ipw.Button(description="Run series", button_style="primary", icon="play")
+        self.series_button.add_class("mlkkr-series-run")
+        self.series_button.on_click(lambda _: self.run_series())
+        self.series_progress = Progress()
+        self.series_progress.add_class("mlkkr-series-progress")
+        self.series_results = ipw.VBox([])
+        self.series_results.add_class("mlkkr-series-results")
+        self.series_node_uuid = None
+        self.series_box = ipw.VBox([
+            ipw.HTML("<h3>Real data: an impurity series with JuKKR → ML-ES</h3>"
+                     '<span class="mlkkr-help">Embeds each element in the converged host (kkr_imp_wc through the '
+                     "daemon; embeddings an earlier series finished are reused), collects ΔV(r) of every KKRimp "
+                     "run as one dataset, then fits the radial Jacobi–Legendre model leaving each element out in "
+                     "turn.</span>"),
+            *self.series_form.fields.values(), self.series_button, self.series_form.general, self.series_progress,
+            self.series_results])
+
+    def refresh_series_hosts(self) -> None:
+        hosts = ml.series_hosts(promote=False)
+        self.series_host.options = [("(no converged host yet: run one in the KKR launcher)", None)] if not hosts \
+            else hosts
+        self.series_host.value = self.series_host.options[0][1]
+
+    def series_request(self) -> ml.SeriesRequest:
+        return ml.SeriesRequest(host=self.series_host.value, elements=self.series_elements.value,
+                                radius=self.series_radius.value, max_concurrent=self.series_concurrent.value)
+
+    def run_series(self):
+        self.series_results.children = []
+        node = checked_submit(self.series_form, self.series_progress, lambda: ml.submit_series(self.series_request()))
+        if node is None:
+            return None
+        self.series_node_uuid = node.uuid
+        self.series_progress.start(f"Submitted {node.process_label}<{node.pk}>; "
+                                   f"{len(node.inputs.elements.get_list())} embeddings …")
+        from aiidalab_widgets_base import ProcessMonitor
+
+        self._series_monitor = ProcessMonitor(callbacks=[self._series_poll], on_sealed=[self._series_sealed],
+                                              timeout=2.0)
+        self._series_monitor.value = node.uuid
+        return node
+
+    def _series_poll(self, uuid: str) -> None:
+        from aiida import orm
+
+        node = orm.load_node(uuid)
+        self.series_progress.update(message=f"{node.process_label}<{node.pk}>: {ml.series_progress(node)}")
+
+    def _series_sealed(self, uuid: str) -> None:
+        from aiida import orm
+
+        from mlkkr.apps.kkr import describe_state
+
+        node = orm.load_node(uuid)
+        state, text = describe_state(node)
+        if state != "finished":
+            self.series_progress.fail(text)
+            return
+        self.series_progress.update(message=f"{text}; {ml.series_progress(node)}; fitting ML-ES, each element "
+                                            "held out in turn …")
+        try:
+            self.show_series(node)
+        except InputError as exc:  # e.g. fewer than four usable elements
+            self.series_progress.fail(f"{text}; dataset {node.outputs.dataset.pk} stored, no fit: {exc}")
+            return
+        self.series_progress.done(f"{text}; dataset DatasetData<{node.outputs.dataset.pk}> "
+                                  f"({ml.series_progress(node)})")
+
+    def show_series(self, node) -> None:
+        import plotly.graph_objects as go
+
+        fit = ml.series_fit(node)
+        s = fit["summary"]
+        rows = [[el, f"{m:.2f}", "—" if b is None else f"{b:.2f}"] for el, m, b in fit["rows"]]
+        table = ipw.HTML(html_table(["held-out element", "ML-ES relative RMSE (%)", "nearest element (%)"], rows,
+                                    css_class="mlkkr-table mlkkr-series-table"))
+        figure = go.FigureWidget(fit["figure"])
+        figure.add_class("mlkkr-series-plot")
+        self.series_results.children = [
+            ipw.HTML(f"<b>Leave-one-element-out</b> over {len(fit['elements'])} embeddings: median relative RMSE "
+                     f"{100 * s['median_relative_rmse']:.2f} % (nearest element of the table: "
+                     f"{100 * s['baseline_median_relative_rmse']:.2f} %)."),
+            table, figure]

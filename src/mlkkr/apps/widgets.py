@@ -203,6 +203,22 @@ class Progress(ipw.VBox):
         self.add_class(cls)
 
 
+def checked_submit(form: Form, progress: Progress, action: Callable[[], Any]) -> Any:
+    """Clear ``form`` and run ``action`` (check, then submit); returns its result, or None when it raised: an
+    :class:`InputError` is shown under its field, anything else on the form's general line, and ``progress``
+    says that nothing was submitted."""
+    form.clear()
+    try:
+        return action()
+    except InputError as exc:
+        form.show(exc)
+        progress.fail("Not submitted: correct the field marked in red.")
+    except Exception as exc:  # noqa: BLE001 - shown next to the button
+        form.general.value = html.escape(f"{type(exc).__name__}: {exc}")
+        progress.fail("Not submitted.")
+    return None
+
+
 def in_background(work: Callable[[], Any], progress: Progress | None = None,
                   on_error: Callable[[BaseException], None] | None = None, name: str = "mlkkr-app") -> threading.Thread:
     """Run ``work`` in a daemon thread; an exception goes to ``on_error`` or fails ``progress``."""

@@ -259,8 +259,8 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     unknown surrounding atom is most like); the output scales are the base model's, so that fine-tuning
     starts from its very function (``refit_scale=True`` sets the scale of each part the new data holds
     from the new training split instead: on real JuKKR J_ij, whose J is several times the engine's, that
-    doubled the held-out error, see docs/ml-exc.md). Records whose ``provenance["tensor_parts"]`` lacks D or S (isotropic results) do not
-    enter the loss of those parts.
+    doubled the held-out error, see docs/ml-exc.md). Records whose ``provenance["tensor_parts"]`` lacks D or
+    S (isotropic results) do not enter the loss of those parts.
     """
     cfg.validate()
     validate_pairs(pairs)
