@@ -21,10 +21,12 @@ from mlkkr.errors import InputError
 KINDS = {
     "exchange": "mlkkr.commands.ml_exchange",
     "potential": "mlkkr.commands.ml_potential",
+    "potential-radial": "mlkkr.commands.ml_potential_radial",
 }
 HELP = {
     "exchange": "exchange tensors J_ij (e3nn equivariant network)",
     "potential": "impurity potentials dV(r) (Jacobi-Legendre ridge)",
+    "potential-radial": "all-electron KKRimp dV(r) on the radial mesh (real JuKKR data)",
 }
 
 
