@@ -1,7 +1,8 @@
 """The apps through the real hub, in Chromium: home launcher, KKR launcher (an invalid form submits
 nothing; a built-in-engine run finishes through the daemon and shows its tensors; real JuKKR: a host SCF
-of fcc Cu, then Fe embedded in it), ML training (parity plot and error table), and the data archive
-(alice publishes, bob sees and imports).
+of fcc Cu, then Fe embedded in it), ML training (parity plot and error table; a real impurity series
+Mn…Ni in that Cu host, fitted element by element), and the data archive (alice publishes, bob sees and
+imports).
 
 The tests of this module share one hub and the users' sessions, and run in file order. Screenshots go to
 docs/screenshots/<app>-*.png (the README shows them). Every wait is generous: on a busy 2-core machine a
