@@ -224,7 +224,7 @@ def _figure(pairs, true, pred, by_sys, systems, tag: str) -> None:
     names = ["engine as it is", "fine-tuned", "from scratch", "kernel ridge"]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=["J predicted for held-out systems vs JuKKR (meV)",
-                                        "J(r): JuKKR (markers) and fine-tuned, held out (lines)"])
+                                        "J(r): JuKKR (●) and fine-tuned with the system held out (×)"])
     lo, hi = float(tj.min()) - 1, float(tj.max()) + 1
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "#999", "dash": "dot"},
                              showlegend=False), row=1, col=1)
@@ -234,14 +234,18 @@ def _figure(pairs, true, pred, by_sys, systems, tag: str) -> None:
         ok = np.isfinite(pj)
         fig.add_trace(go.Scatter(x=tj[ok], y=pj[ok], mode="markers", name=name, marker={"size": 6, "opacity": 0.7}),
                       row=1, col=1)
+    import plotly.colors
+
     ft = pred["fine-tuned"][0]
-    for s in systems:
+    palette = plotly.colors.qualitative.Dark24
+    for k, s in enumerate(systems):
         idx = np.array(by_sys[s])
-        order = idx[np.argsort(dist[idx])]
-        fig.add_trace(go.Scatter(x=dist[order], y=tj[order], mode="markers", name=f"{s} JuKKR", legendgroup=s),
-                      row=1, col=2)
-        fig.add_trace(go.Scatter(x=dist[order], y=np.trace(ft[order], axis1=1, axis2=2) / 3, mode="lines",
-                                 name=f"{s} fine-tuned", legendgroup=s, showlegend=False), row=1, col=2)
+        color = palette[k % len(palette)]
+        fig.add_trace(go.Scatter(x=dist[idx], y=tj[idx], mode="markers", name=f"{s}: JuKKR (●) / fine-tuned (×)",
+                                 legendgroup=s, marker={"color": color, "size": 8}), row=1, col=2)
+        fig.add_trace(go.Scatter(x=dist[idx], y=np.trace(ft[idx], axis1=1, axis2=2) / 3, mode="markers",
+                                 name=f"{s} fine-tuned", legendgroup=s, showlegend=False,
+                                 marker={"color": color, "symbol": "x", "size": 8}), row=1, col=2)
     fig.update_xaxes(title_text="J JuKKR (meV)", row=1, col=1)
     fig.update_yaxes(title_text="J predicted (meV)", row=1, col=1)
     fig.update_xaxes(title_text="|r_ij| (Å)", row=1, col=2)

@@ -7,9 +7,11 @@ Why ordered cells (``kkr_jij_wc``) and not KKRimp's J_ij between two impurities 
 computes J_ij only with its new (Chebyshev) solver and three magnetisation directions, which needs a host
 Green function written out by the Chebyshev solver too — a second, several-times-slower host SCF for every
 host. The ordered cells below give pairs of 3d atoms in several chemical environments for the cost of one
-host SCF each (1–10 min here): the 3d elements as pure metals (bcc Fe at three volumes, fcc Co and Ni),
-B2 FeCo, and 3d atoms as an ordered "impurity lattice" in Cu (L1₂ Cu₃Fe, Cu₃Mn, Cu₃Co: X–X pairs at
-3.61 Å with only Cu between them). Without spin–orbit coupling JuKKR gives the isotropic J only.
+host SCF each (2.5–7 min here for one- and two-atom cells, 30–44 min for the 4-atom L1₂ cells): the 3d
+elements as pure metals (bcc Fe at three volumes, fcc Co and Ni), B2 FeCo, and 3d atoms as an ordered
+"impurity lattice" in Cu (L1₂ Cu₃Fe, Cu₃Mn, Cu₃Co: X–X pairs at 3.61 Å with only Cu between them; the
+published data lack Cu₃Co, stopped for time while still in simple mixing).
+Without spin–orbit coupling JuKKR gives the isotropic J only.
 
 Each system: ``kkr_scf_wc`` (NSPIN 2, ``mag_init``) → ``kkr_jij_wc`` between its magnetic sites within
 ``--radius`` Å. Every node goes into the Group ``mlkkr/jij-real`` with the extra ``mlkkr_jij_system``;
