@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from _figures import save_figure
 
+from mlkkr.greens.exchange import decompose
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -46,16 +48,11 @@ def system_of(pair) -> str:
 
 
 def j_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    pj = np.trace(pred, axis1=1, axis2=2) / 3
-    tj = np.trace(true, axis1=1, axis2=2) / 3
+    pj = decompose(pred).J
+    tj = decompose(true).J
     e = pj - tj
     return {"n": int(len(e)), "mae": float(np.mean(np.abs(e))), "rmse": float(np.sqrt(np.mean(e**2))),
             "max": float(np.max(np.abs(e))), "true_std": float(tj.std()), "true_mean_abs": float(np.mean(np.abs(tj)))}
-
-
-def dmi(t: np.ndarray) -> np.ndarray:
-    a = (t - np.swapaxes(t, 1, 2)) / 2
-    return np.stack([a[:, 1, 2], a[:, 2, 0], a[:, 0, 1]], axis=-1)
 
 
 def main() -> int:
@@ -146,7 +143,7 @@ def main() -> int:
         ok = np.isfinite(stack).all(axis=(0, 2, 3))
         js = [j_errors(st[ok], true[ok]) for st in stack]
         jc = [j_errors(st[common], true[common]) for st in stack]
-        d = np.concatenate([np.abs(dmi(st[ok & forbidden])).ravel() for st in stack])
+        d = np.concatenate([np.abs(decompose(st[ok & forbidden]).D).ravel() for st in stack])
         per_sys = {s: (float(np.mean([j_errors(st[by_sys[s]], true[by_sys[s]])["mae"] for st in stack]))
                        if ok[by_sys[s]].all() else None) for s in systems}
         summary[name] = {"pairs_predicted": int(ok.sum()), "J_mae": float(np.mean([j["mae"] for j in js])),
@@ -156,7 +153,7 @@ def main() -> int:
                          "J_mae_per_system": per_sys,
                          "D_mae_where_forbidden": float(d.mean()) if d.size else None,
                          "D_max_where_forbidden": float(d.max()) if d.size else None}
-    tj = np.trace(true, axis1=1, axis2=2) / 3
+    tj = decompose(true).J
     print(f"\npooled over held-out systems (J std {tj.std():.3f} meV, mean |J| {np.mean(np.abs(tj)):.3f} meV):")
     print(f"  ('common': the {int(common.sum())} pairs every model can predict)")
     for name, s in summary.items():
@@ -219,7 +216,7 @@ def _figure(pairs, true, pred, by_sys, systems, tag: str) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    tj = np.trace(true, axis1=1, axis2=2) / 3
+    tj = decompose(true).J
     dist = np.array([np.linalg.norm(p.position_j - p.position_i) for p in pairs])
     names = ["engine as it is", "fine-tuned", "from scratch", "kernel ridge"]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
@@ -230,7 +227,7 @@ def _figure(pairs, true, pred, by_sys, systems, tag: str) -> None:
                              showlegend=False), row=1, col=1)
     for name in names:
         p = pred[name] if pred[name].ndim == 3 else pred[name][0]
-        pj = np.trace(p, axis1=1, axis2=2) / 3
+        pj = decompose(p).J
         ok = np.isfinite(pj)
         fig.add_trace(go.Scatter(x=tj[ok], y=pj[ok], mode="markers", name=name, marker={"size": 6, "opacity": 0.7}),
                       row=1, col=1)
@@ -243,7 +240,7 @@ def _figure(pairs, true, pred, by_sys, systems, tag: str) -> None:
         color = palette[k % len(palette)]
         fig.add_trace(go.Scatter(x=dist[idx], y=tj[idx], mode="markers", name=f"{s}: JuKKR (●) / fine-tuned (×)",
                                  legendgroup=s, marker={"color": color, "size": 8}), row=1, col=2)
-        fig.add_trace(go.Scatter(x=dist[idx], y=np.trace(ft[idx], axis1=1, axis2=2) / 3, mode="markers",
+        fig.add_trace(go.Scatter(x=dist[idx], y=decompose(ft[idx]).J, mode="markers",
                                  name=f"{s} fine-tuned", legendgroup=s, showlegend=False,
                                  marker={"color": color, "symbol": "x", "size": 8}), row=1, col=2)
     fig.update_xaxes(title_text="J JuKKR (meV)", row=1, col=1)

@@ -79,13 +79,6 @@ def _in_group(group, name: str, task: str):
     return max(nodes, key=lambda n: n.ctime) if nodes else None
 
 
-def _wall(node) -> float:
-    """Wall time of a work chain: its creation to the last change of any process it called (its own mtime
-    also moves when extras are set later)."""
-    ends = [d.mtime for d in node.called_descendants] or [node.mtime]
-    return round((max(ends) - node.ctime).total_seconds(), 1)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default="all")
@@ -102,6 +95,7 @@ def main() -> int:
 
     load_profile()
     from mlkkr.aiida import kkr_launch
+    from mlkkr.aiida.readers_kkrimp import workflow_wall_seconds
     from mlkkr.aiida.readers_results import group_nodes, read
     from mlkkr.data.h5io import write_exchange
 
@@ -153,7 +147,8 @@ def main() -> int:
     for name in names:
         host, jij = hosts.get(name), jijs.get(name)
         if host is not None and jij is not None and jij.is_finished_ok:
-            timings[name] = {"host_scf_s": _wall(host), "jij_s": _wall(jij),
+            timings[name] = {"host_scf_s": round(workflow_wall_seconds(host), 1),
+                             "jij_s": round(workflow_wall_seconds(jij), 1),
                              "host_pk": host.pk, "jij_pk": jij.pk, "jij_label": jij.label}
     pairs, report = read(group_nodes(GROUP), "exchange", env_cutoff=args.env_cutoff)
     for line in report.get("skipped", []):

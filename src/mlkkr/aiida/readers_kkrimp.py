@@ -559,6 +559,13 @@ def _host_shapes(host_calc: Any, n_host: int, n_shapes: int) -> list[int]:
                                                       "<SHAPE> map in the host inputcard") from None
 
 
+def workflow_wall_seconds(node: Any) -> float:
+    """Wall time of a work chain: from its creation to the last change of any process it called (its own
+    mtime also moves when extras are set later)."""
+    ends = [d.mtime for d in getattr(node, "called_descendants", [])] or [node.mtime]
+    return (max(ends) - node.ctime).total_seconds()
+
+
 def radial_embedding(node: Any, host: str | None = None) -> RadialEmbedding:
     """The last KKRimp potential of ``node`` (see :func:`read_kkrimp_potential`) as a
     :class:`~mlkkr.data.RadialEmbedding` (ΔV in eV on each atom's mesh in Å, nuclear term excluded).
@@ -578,10 +585,8 @@ def radial_embedding(node: Any, host: str | None = None) -> RadialEmbedding:
             counts[s] = counts.get(s, 0) + 1
         host = "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(counts.items()))
     prov = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in pot.provenance.items()}
-    top = _load(node)
-    ends = [d.mtime for d in getattr(top, "called_descendants", [])] or [top.mtime]
     # wall time of the whole embedding (voronoi, KKRhost write-out, KKRimp), as the user waited for it
-    prov["workflow_wall_s"] = round((max(ends) - top.ctime).total_seconds(), 3)
+    prov["workflow_wall_s"] = round(workflow_wall_seconds(_load(node)), 3)
     return RadialEmbedding(host=host, species=pot.species, z=pot.z, host_species=pot.host_species,
                            host_z=pot.host_z, positions=pot.positions, r=pot.r, delta_v=pot.delta_v_ev,
                            cell=pot.host_cell, converged=pot.converged, rms=pot.rms, iterations=iterations,

@@ -48,7 +48,14 @@ from mlkkr.models.exchange import (
     build_graphs,
     tensor_stats,
 )
-from mlkkr.train.exchange_data import SPLITS, canonical_rank, split_by_environment, validate_pairs
+from mlkkr.train.exchange_data import (
+    PARTS,
+    SPLITS,
+    canonical_rank,
+    held_parts,
+    split_by_environment,
+    validate_pairs,
+)
 from mlkkr.train.exchange_metrics import error_table
 
 KIND = "exchange"
@@ -179,45 +186,36 @@ def species_of(pairs: Sequence[Any]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 def batches(graphs: PairGraphs, targets: np.ndarray | None, idx: np.ndarray, size: int,
             device: torch.device, dtype: torch.dtype, mask: np.ndarray | None = None):
-    """Yield (graphs, targets) torch batches of the records ``idx`` in that order (with ``mask``:
-    (graphs, targets, mask))."""
+    """Yield (graphs, targets, mask) torch batches of the records ``idx`` in that order (None for an
+    absent ``targets`` or ``mask``)."""
+    def rows(a: np.ndarray | None, part: np.ndarray) -> torch.Tensor | None:
+        return None if a is None else torch.as_tensor(a[part], dtype=dtype, device=device)
+
     for s in range(0, len(idx), size):
         part = idx[s:s + size]
-        g = graphs.subset(part).to_torch(device, dtype)
-        t = None if targets is None else torch.as_tensor(targets[part], dtype=dtype, device=device)
-        if mask is None:
-            yield g, t
-        else:
-            yield g, t, torch.as_tensor(mask[part], dtype=dtype, device=device)
+        yield graphs.subset(part).to_torch(device, dtype), rows(targets, part), rows(mask, part)
 
 
 def loss_fn(net: ExchangeNet, pred: torch.Tensor, true: torch.Tensor, weights: dict[str, float],
             mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-irrep normalised MSE (see module doc). ``mask`` (B, 3) of 0/1: which of J, D, S each record
-    holds (a part that was not computed, e.g. D and S of an isotropic JuKKR result, is not a zero to learn)."""
+    holds (a part that was not computed, e.g. D and S of an isotropic JuKKR result, is not a zero to learn;
+    None: every record holds all three)."""
     d = (net.from_cartesian(pred - true) / net.scale).pow(2)
     terms = (d[:, 0], d[:, 1:4].mean(1), d[:, 4:9].mean(1))
     if mask is None:
-        return sum(w * t.mean() for w, t in zip((weights["J"], weights["D"], weights["S"]), terms, strict=True))
+        mask = torch.ones(len(pred), 3, dtype=pred.dtype, device=pred.device)
     out = pred.new_zeros(())
-    for k, (w, t) in enumerate(zip((weights["J"], weights["D"], weights["S"]), terms, strict=True)):
+    for k, (name, t) in enumerate(zip(PARTS, terms, strict=True)):
         m = mask[:, k]
-        if w and float(m.sum()) > 0:
-            out = out + w * (t * m).sum() / m.sum()
+        if weights[name] and float(m.sum()) > 0:
+            out = out + weights[name] * (t * m).sum() / m.sum()
     return out
-
-
-PARTS = ("J", "D", "S")
 
 
 def part_mask(pairs: Sequence[Any]) -> np.ndarray:
-    """(n, 3) 0/1: whether each record holds J, D, S (``provenance["tensor_parts"]``; all when absent)."""
-    out = np.ones((len(pairs), 3))
-    for r, p in enumerate(pairs):
-        parts = (p.provenance or {}).get("tensor_parts")
-        if parts is not None:
-            out[r] = [float(name in parts) for name in PARTS]
-    return out
+    """(n, 3) 0/1: whether each record holds J, D, S (:func:`~mlkkr.train.exchange_data.held_parts`)."""
+    return np.array([[float(name in held_parts(p)) for name in PARTS] for p in pairs]).reshape(-1, 3)
 
 
 @torch.no_grad()
@@ -228,7 +226,7 @@ def predict_graphs(net: ExchangeNet, graphs: PairGraphs, batch_size: int = 1024,
     dtype = next(net.parameters()).dtype
     out = []
     idx = np.arange(len(graphs))
-    for g, _ in batches(graphs, None, idx, batch_size, torch.device(device), dtype):
+    for g, _, _ in batches(graphs, None, idx, batch_size, torch.device(device), dtype):
         out.append(net(g).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 3, 3))
 
@@ -308,10 +306,9 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
             raise InputError("data", f"a pair {dmax:.2f} Å apart", reason=f"the model of {init_from} covers "
                              f"pair distances up to {model_cfg.r_pair:.2f} Å only")
         held = (mask[train_canon].max(axis=0) > 0) & refit_scale  # parts the new training data holds
-        old_stats = dict(model_cfg.stats)
-        model_cfg.stats = {**old_stats, **({"mean0": stats["mean0"], "std0": stats["std0"]} if held[0] else {}),
-                           **({"std1": stats["std1"]} if held[1] else {}),
-                           **({"std2": stats["std2"]} if held[2] else {})}
+        scales = {"J": ("mean0", "std0"), "D": ("std1",), "S": ("std2",)}
+        model_cfg.stats = {**model_cfg.stats, **{key: stats[key] for name, h in zip(PARTS, held, strict=True)
+                                                 if h for key in scales[name]}}
         init_info = {"folder": str(init_from), "data_sha256": base.meta["data"].get("sha256"),
                      "species": list(base.cfg.species),
                      "new_species": [s for s in model_cfg.species if s not in base.cfg.species],

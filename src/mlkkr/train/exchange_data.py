@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlkkr.errors import InputError
+from mlkkr.greens.exchange import decompose
 
 #: Names of the three splits, in order.
 SPLITS = ("train", "val", "test")
@@ -95,17 +96,26 @@ def split_by_environment(pairs: Sequence[Any], fractions: Sequence[float] = (0.8
 
 
 
+#: the parts of an exchange tensor: isotropic J, DMI vector D, symmetric traceless S
+PARTS = ("J", "D", "S")
+
+
+def held_parts(pair: Any) -> tuple[str, ...]:
+    """The parts of ``pair.tensor`` that were computed (``provenance["tensor_parts"]``; all when absent)."""
+    given = (pair.provenance or {}).get("tensor_parts")
+    return PARTS if given is None else tuple(name for name in PARTS if name in given)
+
+
 def record_key(pair: Any) -> str:
     """A key of the record's content: its environment, positions (1e-6 Å) and tensor (1e-9 meV) — of the tensor
     only the parts the record holds (``provenance["tensor_parts"]``: what was not computed is not content)."""
     parts = [environment_key(pair)]
     t = np.asarray(pair.tensor, float)
-    held = (pair.provenance or {}).get("tensor_parts")
-    if held is not None:
-        a = (t - t.T) / 2
-        j = np.trace(t) / 3
-        pieces = {"J": [j], "D": [a[1, 2], a[2, 0], a[0, 1]], "S": ((t + t.T) / 2 - j * np.eye(3)).ravel()}
-        t = np.concatenate([np.asarray(pieces[name], float) for name in ("J", "D", "S") if name in held])
+    held = held_parts(pair)
+    if held != PARTS:
+        dec = decompose(t)
+        pieces = {"J": [dec.J], "D": dec.D, "S": dec.S.ravel()}
+        t = np.concatenate([np.asarray(pieces[name], float) for name in held])
     for arr, decimals in ((pair.position_i, 6), (pair.position_j, 6), (pair.environment_positions, 6),
                           (t, 9)):
         parts.append(",".join(f"{x:.{decimals}f}" for x in np.asarray(arr, float).ravel()))
