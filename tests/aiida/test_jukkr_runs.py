@@ -373,6 +373,72 @@ def test_from_group_reads_the_series_and_refuses_bad_input(series, cu_host, serv
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
 
 
+# ------------------------------------------------------------------ a nearest-neighbour pair → ML-ES pair data
+# after test_from_group_reads_the_series…, which counts the group's single embeddings: the pair joins that group
+
+
+@pytest.fixture(scope="module")
+def pair_series(series, cu_host, services):
+    """Fe-Co as a nearest-neighbour pair on the series' host: the two single embeddings are the series' own
+    (reused), only the pair runs (combine_imps_wc); the same call again reuses the pair too."""
+    from mlkkr.aiida.kkr_launch import submit_series
+
+    def run():
+        node = wait_for(submit_series(cu_host, ["Fe"], pairs=["Fe-Co"], radius=2.5, max_concurrent=2,
+                                      group=SERIES_GROUP, host_label="fcc-Cu"), 900)
+        assert node.is_finished_ok, f"{node.process_state} {node.exit_status}\n{services.daemon_log()[-3000:]}"
+        return node
+
+    return run(), run()
+
+
+def test_a_nearest_neighbour_pair_joins_two_single_embeddings(pair_series, series):
+    first, again = pair_series
+    assert {n.process_label for n in first.called if n.process_label != "radial_dataset"} == {"combine_imps_wc"}
+    assert {n.process_label for n in again.called} == {"radial_dataset"}  # nothing ran the second time
+    info = again.base.extras.get("mlkkr_series_summary")
+    assert [(e.get("element") or e.get("pair"), e["reused"]) for e in info["elements"]] == \
+        [("Fe", True), ("Co", True), ("Fe-Co", True)] and info["skipped"] == []
+    recs = first.outputs.dataset.records()
+    assert [r.impurity for r in recs] == ["Fe", "Co", "Fe+Co"]
+    fe, co, pair = recs
+    assert pair.converged and pair.rms < 1e-6 and pair.host_species == ["Cu", "Cu"]
+    # the second impurity on the first one's nearest-neighbour site, a/√2 away
+    assert np.linalg.norm(pair.positions[1] - pair.positions[0]) == pytest.approx(A_CU / np.sqrt(2), abs=1e-6)
+    singles = {r.impurity: r.provenance["sub_workflow_uuid"] for r in (fe, co)}
+    assert pair.provenance["combined_from"] == [singles["Fe"], singles["Co"]]
+    # each impurity's ΔV in the cell changes by its neighbour: measured 75 meV (Fe) and 0.28 eV (Co) at most
+    # beyond 1 Å, against |ΔV| of 45 and 29 eV there — a real change, small against the potential itself
+    for k, single in ((0, fe), (1, co)):
+        outer = pair.r[k] > 1.0
+        diff = np.abs(pair.delta_v[k] - np.interp(pair.r[k], single.r[0], single.delta_v[0]))[outer]
+        assert 0.02 < diff.max() < 1.0, (pair.species[k], diff.max())
+    # a ferromagnetic pair: the moments add up and Co's grows next to Fe (measured 3.45 vs 2.34 + 0.79 μB)
+    from mlkkr.aiida.kkr_results import summary
+
+    pair_wc = orm.load_node(info["elements"][2]["workflow"])
+    moments = [summary(orm.load_node(info["elements"][k]["workflow"]))["total_spin_moment"] for k in (0, 1)]
+    total = summary(pair_wc)["total_spin_moment"]
+    assert sum(moments) < total < sum(moments) + 0.6, (moments, total)
+
+
+def test_pairs_refuse_bad_input_before_anything_is_stored(fe_impurity, cu_host, series):
+    from mlkkr.aiida.kkr_launch import submit_series
+
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(InputError, match="embedding.*allowed: a kkr_imp_wc"):
+        kkr.pair_builder(fe_impurity, cu_host, "kkrhost@localhost", "kkrimp@localhost")
+    with pytest.raises(InputError, match="offset"):
+        kkr.pair_builder(fe_impurity, fe_impurity, "kkrhost@localhost", "kkrimp@localhost", offset=0)
+    for pairs, says in ((["Fe-Xx"], "impurity.element"), (["Fe-Co", "Co-Fe"], "given twice"),
+                        (["FeCo"], "pairs: 'FeCo'.*two element symbols")):
+        with pytest.raises(InputError, match=says):
+            submit_series(cu_host, ["Fe"], pairs=pairs, group=SERIES_GROUP)
+    with pytest.raises(InputError, match="pair_offset"):
+        submit_series(cu_host, ["Fe"], pairs=["Fe-Co"], pair_offset=13, group=SERIES_GROUP)
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+
+
 # ------------------------------------------------------------------ J_ij of a real magnetic host → ML-Exc data
 @pytest.fixture(scope="module")
 def fe_jij(codes, services):

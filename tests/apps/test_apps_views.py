@@ -197,14 +197,18 @@ def test_ml_series_form_errors_next_to_fields(aiida_profile_clean, aiida_localho
     app.series_host.options = [("a host that is not there", 987654)]
     app.series_host.value = 987654
     for field, value, says in (("elements", "Fe,Xx", "Xx"), ("elements", " , ", "element symbols"),
-                               ("radius", 40.0, "0.5 … 4.0"), ("max_concurrent", 9, "1 … 4")):
+                               ("radius", 40.0, "0.5 … 4.0"), ("max_concurrent", 9, "1 … 4"),
+                               ("pairs", "FeCo", "two element symbols joined by '-'"),
+                               ("pairs", "Fe-Co, Co-Fe", "given twice"), ("pairs", "Fe-Qq", "not an element")):
         app.series_elements.value, app.series_radius.value, app.series_concurrent.value = "3d", 2.5, 1
+        app.series_pairs.value = ""
         getattr(app, f"series_{'concurrent' if field == 'max_concurrent' else field}").value = value
         assert app.run_series() is None, field
         message = app.series_form.fields[f"series.{field}"].message
         assert says in message, (field, message, app.series_form.errors())
         assert "Not submitted" in app.series_progress.status.value
     app.series_elements.value, app.series_radius.value, app.series_concurrent.value = "Fe,Co", 2.5, 1
+    app.series_pairs.value = "Fe-Co"
     assert app.run_series() is None
     assert "no such node" in app.series_form.fields["series.host"].message
     assert process_count() == before

@@ -191,7 +191,7 @@ def test_from_archive_reads_potentials_and_names_what_it_skipped(tmp_path):
     assert res.returncode == 0 and [r.converged for r in read_radial(out)] == [False]
     # an archive of other results, and broken archives: errors that say so, nothing written
     res, out = run(reference_archive("dos_wc_Cu.aiida"), "--kind", "potential")
-    assert res.returncode == 2 and "no kkr_imp_wc or kkr_imp_sub_wc workflow among its" in res.stderr
+    assert res.returncode == 2 and "no kkr_imp_wc or combine_imps_wc or kkr_imp_sub_wc workflow among its" in res.stderr
     fake = tmp_path / "fake.aiida"
     with zipfile.ZipFile(fake, "w") as z:
         z.writestr("metadata.json", '{"export_version": "main_0001"}')

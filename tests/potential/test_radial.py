@@ -12,7 +12,12 @@ from mlkkr.data.h5io import read_radial, write_exchange, write_radial
 from mlkkr.data.schema import COULOMB_EV_A, RadialEmbedding, nuclear_term
 from mlkkr.errors import InputError
 from mlkkr.models.potential_radial import RadialConfig, RadialPotentialModel, chemistry, errors, group_period
-from mlkkr.train.potential_radial import leave_one_element_out, nearest_element_baseline, usable
+from mlkkr.train.potential_radial import (
+    leave_one_element_out,
+    nearest_element_baseline,
+    superposition_baseline,
+    usable,
+)
 
 A = 3.61
 NN = A / np.sqrt(2)
@@ -133,6 +138,85 @@ def test_leave_one_element_out_flags_unconverged_and_reports_each_element():
     assert res["summary"]["n_held_out"] == 6
     with pytest.raises(InputError, match="need at least 4 usable embeddings"):
         leave_one_element_out(recs[:3])
+
+
+def synthetic_pair(a: str, b: str, extra: float = 0.0) -> RadialEmbedding:
+    """a at the origin, b on its nearest-neighbour site, the two 13-atom clusters joined (20 atoms): ΔV of each
+    atom is the sum of what each single puts there, plus ``extra`` × a bump on the two impurity sites."""
+    sa, sb = synthetic(a), synthetic(b)
+    off = sa.positions[9]  # a nearest neighbour, NN·(0, 1, 1)/√2
+    pos = list(sa.positions)
+    for p in sb.positions + off:
+        if min(np.linalg.norm(np.array(pos) - p, axis=1)) > 1e-6:
+            pos.append(p)
+    pos = np.array(pos)
+    species = ["Cu"] * len(pos)
+    species[0], species[9] = a, b
+    z = [float(ROW3D.get(x, 29)) for x in species]
+    r = [mesh() for _ in pos]
+    dv = []
+    for i, p in enumerate(pos):
+        v = np.zeros_like(r[i])
+        for single, centre in ((sa, np.zeros(3)), (sb, off)):
+            d = np.linalg.norm(single.positions - (p - centre), axis=1)
+            if d.min() < 1e-6:
+                v = v + single.delta_v[int(d.argmin())]
+        dv.append(v + (extra * np.exp(-r[i] / 0.5) if i in (0, 9) else 0.0))
+    return RadialEmbedding(host="fcc-Cu", species=species, z=z, host_species=["Cu"] * len(pos),
+                           host_z=[29.0] * len(pos), positions=pos, r=r, delta_v=dv, cell=sa.cell)
+
+
+def test_superposition_of_singles_and_no_leak_of_a_held_out_element_through_its_pairs():
+    singles = [synthetic(e) for e in ("Ti", "V", "Cr", "Mn", "Fe", "Co")]
+    pair = synthetic_pair("Fe", "Co")
+    assert len(pair.z) == 20 and pair.impurity == "Fe+Co" and pair.impurity_elements == {"Fe", "Co"}
+    sup = superposition_baseline(pair, singles)
+    assert max(np.abs(s - v).max() for s, v in zip(sup, pair.delta_v, strict=True)) < 1e-9  # additive: exact
+    bumped = synthetic_pair("Fe", "Co", extra=0.5)
+    sup = superposition_baseline(bumped, singles)
+    assert np.abs(bumped.delta_v[0] - sup[0]).max() == pytest.approx(0.5, rel=1e-3)  # the non-additive part
+    unknown = synthetic_pair("Fe", "Fe")
+    unknown.species[0] = "Ni"
+    with pytest.raises(InputError, match="no single embedding of Ni"):
+        superposition_baseline(unknown, singles)
+    # Fe held out: neither its single nor a pair holding it is trained on
+    recs = singles + [pair, synthetic_pair("Mn", "Mn")]
+    res = leave_one_element_out(recs, RadialConfig(n_radial=20, n_max=2))
+    assert [r["element"] for r in res["per_element"]] == ["Ti", "V", "Cr", "Mn", "Fe", "Co"]
+    leaky = RadialPotentialModel(RadialConfig(n_radial=20, n_max=2)).fit([r for r in recs if r.impurity != "Fe"])
+    fair = RadialPotentialModel(RadialConfig(n_radial=20, n_max=2)).fit(
+        [r for r in recs if "Fe" not in r.impurity_elements])
+    assert res["per_element"][4]["model"] == errors([singles[4]], [fair.predict_atoms(singles[4])])
+    assert leaky.predict_atoms(singles[4])[0].tolist() != fair.predict_atoms(singles[4])[0].tolist()
+
+
+def test_pair_terms_learn_what_is_not_additive_from_other_pairs(tmp_path):
+    """Pairs whose impurity sites carry a non-additive bump ∝ Δt_a Δt_b (t: the group coordinate of χ):
+    singles cannot teach it, other pairs can — with the defect–defect term, a held-out pair gets it."""
+    t = {e: (group_period(ROW3D[e])[0] - 7.5) / 4.5 - (11 - 7.5) / 4.5 for e in ROW3D}
+    singles = [synthetic(e) for e in ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni")]
+    names = [("Cr", "Cr"), ("Mn", "Mn"), ("Fe", "Fe"), ("Co", "Co"), ("Mn", "Fe"), ("Cr", "Co"), ("Fe", "Co")]
+    pairs = [synthetic_pair(a, b, extra=2.0 * t[a] * t[b]) for a, b in names]
+    held = pairs[-1]
+    nonadd = [v - s for v, s in zip(held.delta_v, superposition_baseline(held, singles), strict=True)]
+    plain = RadialPotentialModel(RadialConfig(n_radial=20, n_max=2, degrees=(3,))).fit(singles + pairs[:-1])
+    terms = RadialPotentialModel(RadialConfig(n_radial=20, n_max=2, degrees=(3,), pair_terms=True)).fit(
+        singles + pairs[:-1])
+    assert terms.n_features == plain.n_features + 9 * 2
+
+    def rel(model):
+        sup = superposition_baseline(held, singles)
+        pred = model.predict_atoms(held)
+        num = sum(np.sum((p - s - n) ** 2) for p, s, n in zip(pred, sup, nonadd, strict=True))
+        return float(np.sqrt(num / sum(np.sum(n ** 2) for n in nonadd)))
+
+    assert rel(terms) < 0.1 < rel(plain), (rel(terms), rel(plain))
+    again = RadialPotentialModel.load(terms.save(tmp_path / "m"))
+    assert again.config.pair_terms and np.allclose(again.predict_atoms(held)[0], terms.predict_atoms(held)[0])
+    # on a single impurity the term is zero: the same features as without it, padded
+    f = terms.atom_features(singles[3])
+    assert np.all(f[:, plain.n_features:] == 0) and np.array_equal(f[:, :plain.n_features],
+                                                                    plain.atom_features(singles[3]))
 
 
 def test_bad_configuration_and_data_are_refused():

@@ -7,6 +7,8 @@ Builders (aiida-kkr 2.3 work chains), every input checked before anything is sto
   self-consistency of a bulk (or 2D) structure.
 * :func:`impurity_builder` — ``kkr_imp_wc`` (``kkr.imp``): host Green-function write-out (KKRFLEX),
   auxiliary voronoi of the impurity, KKRimp self-consistency of an impurity embedded in a converged host.
+* :func:`pair_builder` — ``combine_imps_wc`` (``kkr.combine_imps``): two converged single embeddings joined
+  into one cluster (an impurity pair with the shells of both), host GF written out again, KKRimp SCF.
 * :func:`jij_builder` — ``kkr_jij_wc`` (``kkr.jij``): exchange interactions J_ij of a converged host.
 
 :func:`dry_run` writes the real JuKKR input files of the jobs each workflow submits first — with
@@ -458,6 +460,86 @@ def impurity_builder(host: orm.Node, impurity: Impurity, kkr: orm.AbstractCode |
     if overwrite:
         builder.params_kkr_overwrite = orm.Dict(check_parameters(overwrite, "params_kkr_overwrite"))
     builder.metadata.label = label or f"{impurity.element} in {structure.get_formula()} (site {impurity.site})"
+    return builder
+
+
+def embedding_state(node: orm.Node) -> dict[str, Any]:
+    """A finished single embedding (``kkr_imp_wc``): its host remote folder, structure, cluster, spin and
+    convergence — what :func:`pair_builder` checks before two embeddings are combined."""
+    from aiida_kkr.tools.find_parent import find_parent_structure
+
+    if not isinstance(node, orm.WorkflowNode) or (node.process_label or "") != "kkr_imp_wc":
+        raise InputError("embedding", getattr(node, "pk", node), allowed="a kkr_imp_wc work chain (one impurity)")
+    if not node.is_finished_ok or "workflow_info" not in node.outputs:
+        raise InputError("embedding", node.pk, reason=f"kkr_imp_wc<{node.pk}> did not finish ok "
+                                                     f"(exit status {node.exit_status})")
+    info = node.outputs.workflow_info.get_dict()
+    subs = sorted((c for c in node.called if (c.process_label or "") == "kkr_imp_sub_wc"), key=lambda c: c.ctime)
+    flex = [c for c in node.called if (c.process_label or "") == "kkr_flex_wc"]
+    if not subs or not flex:
+        raise InputError("embedding", node.pk, reason="no KKRimp self-consistency or host GF write-out in it")
+    impinfo = node.inputs.impurity_info.get_dict()
+    zimp = impinfo.get("Zimp")
+    zimp = list(zimp) if isinstance(zimp, list | tuple) else [zimp]
+    if len(zimp) != 1:
+        raise InputError("embedding", node.pk, reason=f"it embeds {len(zimp)} impurities; combine single ones")
+    host = node.inputs.remote_data_host if "remote_data_host" in node.inputs else None
+    structure, _ = find_parent_structure(host if host is not None else flex[0])
+    if "workflow_info" not in subs[-1].outputs:
+        raise InputError("embedding", node.pk, reason="its KKRimp self-consistency has no workflow_info output")
+    sub_info = subs[-1].outputs.workflow_info.get_dict()
+    return {"sub": subs[-1], "host_uuid": host.uuid if host is not None else None, "structure_uuid": structure.uuid,
+            "z": float(zimp[0]), "site": int(impinfo.get("ilayer_center", 0)), "radius": impinfo.get("Rcut"),
+            "converged": bool(info.get("converged", sub_info.get("convergence_reached", False))),
+            "nspin": int(sub_info.get("nspin", info.get("nspin", 1)) or 1)}
+
+
+def pair_builder(first: orm.Node, second: orm.Node, kkr: orm.AbstractCode | str, kkrimp: orm.AbstractCode | str, *,
+                 offset: int = 1, settings: ImpuritySettings | None = None, options: dict[str, Any] | None = None,
+                 allow_unconverged: bool = False, label: str = "") -> ProcessBuilder:
+    """``combine_imps_wc``: two converged single embeddings (``kkr_imp_wc``) in the same host joined into one
+    cluster, the second impurity moved to the ``offset``-th in-plane neighbour of the first (aiida-kkr's
+    ``offset_imp2.index``: 1 is the nearest neighbour) — each keeps the shells its own cluster had.
+
+    The host Green function of the joined cluster is written out again (KKRhost, ``kkr_flex_wc``), the
+    start potential is the two converged potentials put together, and KKRimp converges the pair with
+    ``settings`` (its ``radius`` is not used: the clusters are the embeddings'). Refused: embeddings in
+    different hosts, with different spin polarisation, unconverged (unless ``allow_unconverged``), an
+    offset outside 1 … 12.
+    """
+    from aiida_kkr.workflows import combine_imps_wc, kkr_imp_sub_wc
+
+    settings = settings or ImpuritySettings()
+    a, b = (first if isinstance(first, orm.Node) else orm.load_node(first),
+            second if isinstance(second, orm.Node) else orm.load_node(second))
+    sa, sb = embedding_state(a), embedding_state(b)
+    kkr_code = resolve_code(kkr, KKRHOST, "kkr")
+    settings.check(local=is_local(kkr_code))
+    _check_number("offset", offset, 1, 12, integer=True)
+    if sa["structure_uuid"] != sb["structure_uuid"] or sa["host_uuid"] != sb["host_uuid"]:
+        raise InputError("second", b.pk, reason=f"embedded in another host than kkr_imp_wc<{a.pk}>")
+    if sa["nspin"] != sb["nspin"]:
+        raise InputError("second", b.pk, reason=f"NSPIN {sb['nspin']} but the first embedding has {sa['nspin']}")
+    for name, node, state in (("first", a, sa), ("second", b, sb)):
+        if not state["converged"] and not allow_unconverged:
+            raise InputError(name, node.pk, reason="this embedding did not converge; combine converged ones "
+                                                   "(or allow unconverged inputs)")
+    magnetic = bool(settings.mag_init)  # the single potentials carry their moments already
+    builder = combine_imps_wc.get_builder()
+    # the kkr_imp_sub_wc's output, not the kkr_imp_wc's: with a kkr_imp_wc as input, aiida-kkr 2.3.1's
+    # get_ldau_combined reads a variable it never set (UnboundLocalError) after the GF write-out ran
+    builder.impurity1_output_node = sa["sub"].outputs.workflow_info
+    builder.impurity2_output_node = sb["sub"].outputs.workflow_info
+    builder.offset_imp2 = orm.Dict({"index": int(offset)})
+    builder.scf.kkrimp = resolve_code(kkrimp, KKRIMP, "kkrimp")
+    builder.scf.options = orm.Dict(_options_for(builder.scf.kkrimp, options))
+    builder.scf.wf_parameters = orm.Dict(_merge_known(dict(kkr_imp_sub_wc.get_wf_defaults(silent=True)),
+                                                      settings.wf_parameters(magnetic), "wf_parameters"))
+    builder.host_gf.kkr = kkr_code
+    builder.host_gf.options = orm.Dict(_options_for(kkr_code, options))
+    if allow_unconverged:
+        builder.wf_parameters_overwrite = orm.Dict({"global": {"allow_unconverged_inputs": True}})
+    builder.metadata.label = label or f"{a.label or a.pk} + {b.label or b.pk} (offset {offset})"
     return builder
 
 

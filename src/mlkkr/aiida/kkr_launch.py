@@ -173,25 +173,36 @@ def parse_elements(text: str | list[str] | tuple[str, ...]) -> list[str]:
 def submit_series(host: Any, elements: list[str], *, radius: float = 2.5, site: int = 0,
                   settings: kkr.ImpuritySettings | None = None, voronoi: Any = None, kkr_code: Any = None,
                   kkrimp: Any = None, options: dict[str, Any] | None = None, max_concurrent: int = 1,
-                  group: str | None = None, host_label: str | None = None, wait: bool = False) -> orm.ProcessNode:
+                  group: str | None = None, host_label: str | None = None, pairs: list[Any] | None = None,
+                  pair_offset: int = 1, wait: bool = False) -> orm.ProcessNode:
     """Check and submit a series of impurity embeddings in one converged host
     (:class:`~mlkkr.aiida.kkr_series.KkrImpuritySeriesWorkChain`); returns its node.
 
+    ``pairs`` ("Fe-Co", …): after the single embeddings, each pair's two clusters joined into one
+    (``combine_imps_wc``), the second impurity at the ``pair_offset``-th neighbour (1: nearest); an
+    element a pair needs is added to ``elements``.
+
     Everything is checked first: the host (converged, spin-polarised for magnetic starts), every
-    element, the radius on this computer and the settings — one builder per element is made, none
-    is submitted, so bad input stores nothing.
+    element, the radius on this computer, the pairs and the settings — one builder per element is made,
+    none is submitted, so bad input stores nothing.
     """
     from dataclasses import asdict
 
     from aiida_kkr.tools.find_parent import find_parent_structure
 
-    from mlkkr.aiida.kkr_series import DEFAULT_GROUP, KkrImpuritySeriesWorkChain
+    from mlkkr.aiida.kkr_series import DEFAULT_GROUP, KkrImpuritySeriesWorkChain, parse_pairs
     from mlkkr.aiida.launch import launch
 
     settings = settings or kkr.ImpuritySettings(radius=radius)
     elements = list(elements)
     if not elements or len(set(elements)) != len(elements):
         raise InputError("elements", elements, allowed="one or more element symbols, each once")
+    pair_list = parse_pairs(pairs)
+    if isinstance(pair_offset, bool) or not isinstance(pair_offset, int) or not 1 <= pair_offset <= 12:
+        raise InputError("pair_offset", pair_offset, allowed="an integer from 1 (nearest neighbour) to 12")
+    if len(pair_list) > 64:
+        raise InputError("pairs", len(pair_list), allowed="at most 64 pairs in one series")
+    elements += [el for el in dict.fromkeys(x for p in pair_list for x in p) if el not in elements]
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or not 1 <= max_concurrent <= 16:
         raise InputError("max_concurrent", max_concurrent, allowed="an integer from 1 to 16")
     host_node = load_host(host)
@@ -215,6 +226,10 @@ def submit_series(host: Any, elements: list[str], *, radius: float = 2.5, site: 
     builder.max_concurrent = orm.Int(max_concurrent)
     builder.group_label = orm.Str(group or DEFAULT_GROUP)
     builder.host_label = orm.Str(host_label or structure.get_formula())
-    builder.metadata.label = f"{len(elements)} impurities in {structure.get_formula()} (r = {radius} Å)"
+    if pair_list:
+        builder.pairs = orm.List([f"{a}-{b}" for a, b in pair_list])
+        builder.pair_offset = orm.Int(pair_offset)
+    builder.metadata.label = (f"{len(elements)} impurities" + (f" and {len(pair_list)} pairs" if pair_list else "")
+                              + f" in {structure.get_formula()} (r = {radius} Å)")
     node = launch(builder, wait=False)
     return _wait(record(node, "impurity-series"), wait)

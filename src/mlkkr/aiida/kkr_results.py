@@ -50,10 +50,10 @@ def _rms_history(calcs: list[orm.CalcJobNode]) -> list[float]:
     return rms
 
 
-def _expect(node: orm.ProcessNode, label: str) -> orm.ProcessNode:
+def _expect(node: orm.ProcessNode, *labels: str) -> orm.ProcessNode:
     node = orm.load_node(node) if not isinstance(node, orm.Node) else node
-    if not isinstance(node, orm.ProcessNode) or node.process_label != label:
-        raise InputError("node", getattr(node, "pk", node), allowed=f"a {label} work chain")
+    if not isinstance(node, orm.ProcessNode) or node.process_label not in labels:
+        raise InputError("node", getattr(node, "pk", node), allowed=f"a {' or '.join(labels)} work chain")
     return node
 
 
@@ -105,20 +105,24 @@ def _dos(xy: orm.XyData, ef_ry: float | None, nspin: int | None) -> dict[str, An
 
 
 def impurity_summary(node: orm.ProcessNode | int | str) -> dict[str, Any]:
-    """The results of an impurity embedding (``kkr_imp_wc``), with ΔV(r) when it finished."""
+    """The results of an impurity embedding (``kkr_imp_wc``) or of a pair of them joined
+    (``combine_imps_wc``), with ΔV(r) when it finished."""
     from mlkkr.aiida.readers_kkrimp import read_kkrimp_potential
 
-    node = _expect(node, "kkr_imp_wc")
+    node = _expect(node, "kkr_imp_wc", "combine_imps_wc")
     calcs = _calcs(node, "KkrimpCalculation")
     out = node.outputs.last_calc_output_parameters.get_dict() if "last_calc_output_parameters" in node.outputs \
         else (calcs[-1].outputs.output_parameters.get_dict() if calcs and "output_parameters" in calcs[-1].outputs
               else {})
     info = node.outputs.workflow_info.get_dict() if "workflow_info" in node.outputs else {}
-    imp = node.inputs.impurity_info.get_dict()
+    subs = [c for c in node.called if c.process_label == "kkr_imp_sub_wc"]
+    imp = node.inputs.impurity_info.get_dict() if "impurity_info" in node.inputs else \
+        (subs[0].inputs.impurity_info.get_dict() if subs else {})  # a pair: the joined cluster's
     magnetism = out.get("magnetism_group") or {}
     summary: dict[str, Any] = {
         "kind": "impurity", "pk": node.pk, "label": node.label, "state": node.process_state.value
-        if node.process_state else None, "finished_ok": node.is_finished_ok, "converged": info.get("converged"),
+        if node.process_state else None, "finished_ok": node.is_finished_ok,
+        "converged": info.get("converged", (out.get("convergence_group") or {}).get("calculation_converged")),
         "impurity_z": imp.get("Zimp"), "radius_angstrom": imp.get("Rcut"), "site": imp.get("ilayer_center"),
         "rms": _rms_history(calcs), "n_calculations": len(calcs),
         "spin_moment_per_atom": magnetism.get("spin_moment_per_atom"),
@@ -158,7 +162,8 @@ def jij_summary(node: orm.ProcessNode | int | str) -> dict[str, Any]:
     return summary
 
 
-SUMMARIES = {"kkr_scf_wc": host_summary, "kkr_imp_wc": impurity_summary, "kkr_jij_wc": jij_summary}
+SUMMARIES = {"kkr_scf_wc": host_summary, "kkr_imp_wc": impurity_summary, "combine_imps_wc": impurity_summary,
+             "kkr_jij_wc": jij_summary}
 
 
 def summary(node: orm.ProcessNode | int | str) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def radial_dataset(host_label: orm.Str, **retrieved: orm.FolderData) -> DatasetD
 
 
 def last_kkrimp_retrieved(imp_wc: orm.WorkflowNode) -> orm.FolderData:
-    """The retrieved folder of the last KKRimp calculation of a kkr_imp_wc."""
+    """The retrieved folder of the last KKRimp calculation of a kkr_imp_wc or combine_imps_wc."""
     from mlkkr.aiida.readers_kkrimp import _sub_workflow, kkrimp_calculations
 
     return kkrimp_calculations(_sub_workflow(imp_wc))[-1].outputs.retrieved
@@ -73,9 +73,34 @@ def _validate(inputs: dict[str, Any], _: Any) -> str | None:
         for el in names:
             _ = Impurity(str(el)).z
         ImpuritySettings(**inputs["settings"].get_dict()).check()
+        pairs = inputs["pairs"].get_list() if "pairs" in inputs else []
+        for pair in parse_pairs(pairs):
+            missing = [el for el in pair if el not in names]
+            if missing:
+                return f"pairs: {'-'.join(pair)} needs {', '.join(missing)} among the elements (its single embedding)"
     except (InputError, TypeError) as exc:
         return str(exc)
     return None
+
+
+def parse_pairs(pairs: Any) -> list[tuple[str, str]]:
+    """``["Fe-Co", ("Mn", "Mn"), …]`` → ``[("Fe", "Co"), ("Mn", "Mn"), …]``; refused: not two element symbols,
+    or a pair given twice (Fe-Co and Co-Fe are the same pair)."""
+    from mlkkr.aiida.kkr import Impurity
+
+    out, seen = [], set()
+    for item in pairs or []:
+        parts = item.split("-") if isinstance(item, str) else list(item)
+        if len(parts) != 2 or not all(isinstance(x, str) and x.strip() for x in parts):
+            raise InputError("pairs", item, allowed="two element symbols joined by '-', e.g. Fe-Co")
+        a, b = (x.strip() for x in parts)
+        for el in (a, b):
+            _ = Impurity(el).z
+        if frozenset((a, b)) in seen:
+            raise InputError("pairs", f"{a}-{b}", reason="given twice")
+        seen.add(frozenset((a, b)))
+        out.append((a, b))
+    return out
 
 
 class KkrImpuritySeriesWorkChain(WorkChain):
@@ -103,8 +128,14 @@ class KkrImpuritySeriesWorkChain(WorkChain):
                    default=lambda: orm.Str(DEFAULT_GROUP), help="Group of the embeddings and the dataset.")
         spec.input("host_label", valid_type=orm.Str, serializer=orm.to_aiida_type, default=lambda: orm.Str("host"),
                    help="Host label stored in the records (e.g. fcc-Cu).")
+        spec.input("pairs", valid_type=orm.List, serializer=orm.to_aiida_type, default=lambda: orm.List([]),
+                   help="Impurity pairs 'A-B' (each element also among `elements`): after the single embeddings, "
+                        "each pair is their two clusters joined (combine_imps_wc), B at the pair_offset-th neighbour.")
+        spec.input("pair_offset", valid_type=orm.Int, serializer=orm.to_aiida_type, default=lambda: orm.Int(1),
+                   help="aiida-kkr's in-plane neighbour index of the pair's second impurity (1: nearest neighbour).")
         spec.inputs.validator = _validate
-        spec.outline(cls.setup, while_(cls.left)(cls.launch, cls.inspect), cls.collect)
+        spec.outline(cls.setup, while_(cls.left)(cls.launch, cls.inspect),
+                     cls.setup_pairs, while_(cls.pairs_left)(cls.launch_pairs, cls.inspect_pairs), cls.collect)
         spec.output("dataset", valid_type=DatasetData, help="ΔV(r) of every embedding (schema mlkkr.radial).")
         spec.exit_code(420, "ERROR_EMBEDDING_FAILED", message="No usable embedding: {reasons}")
 
@@ -126,7 +157,19 @@ class KkrImpuritySeriesWorkChain(WorkChain):
             else:
                 todo.append((el, key))
         self.ctx.todo, self.ctx.reused, self.ctx.launched, self.ctx.wave = todo, reused, 0, []
-        self.report(f"{len(todo)} embeddings to run, {len(reused)} reused from group {group.label!r}")
+        pair_todo, pair_reused = [], {}
+        for a, b in parse_pairs(self.inputs.pairs.get_list()):
+            key = series_key(host, f"{a}-{b}@{self.inputs.pair_offset.value}", self.inputs.site.value,
+                             self.inputs.radius.value, settings)
+            if key in done:
+                pair_reused[f"{a}-{b}"] = done[key].uuid
+            else:
+                pair_todo.append((a, b, key))
+        self.ctx.pair_todo, self.ctx.pair_reused, self.ctx.pair_launched = pair_todo, pair_reused, 0
+        self.ctx.pair_skipped = []
+        self.report(f"{len(todo)} embeddings to run, {len(reused)} reused from group {group.label!r}"
+                    + (f"; pairs: {len(pair_todo)} to run, {len(pair_reused)} reused" if pair_todo or pair_reused
+                       else ""))
 
     def left(self) -> bool:
         return self.ctx.launched < len(self.ctx.todo)
@@ -157,10 +200,62 @@ class KkrImpuritySeriesWorkChain(WorkChain):
             state = "ok" if node.is_finished_ok else f"failed (exit status {node.exit_status})"
             self.report(f"{el}: {node.process_label}<{node.pk}> {state}")
 
-    def collect(self) -> Any:
+    def _singles(self) -> dict[str, orm.WorkflowNode]:
         nodes: dict[str, orm.WorkflowNode] = {el: orm.load_node(u) for el, u in self.ctx.reused.items()}
         for el, _ in self.ctx.todo:
             nodes[el] = self.ctx[f"imp_{el}"]
+        return nodes
+
+    def setup_pairs(self) -> None:
+        """Keep the pairs whose two single embeddings finished; the others are reported and skipped."""
+        singles = self._singles()
+        runnable = []
+        for a, b, key in self.ctx.pair_todo:
+            bad = [el for el in (a, b) if not singles[el].is_finished_ok]
+            if bad:
+                self.ctx.pair_skipped.append(f"{a}-{b}: the embedding of {', '.join(bad)} failed")
+            else:
+                runnable.append((a, b, key))
+        self.ctx.pair_todo = runnable
+
+    def pairs_left(self) -> bool:
+        return self.ctx.pair_launched < len(self.ctx.pair_todo)
+
+    def launch_pairs(self) -> Any:
+        from mlkkr.aiida.kkr import ImpuritySettings, pair_builder
+
+        singles = self._singles()
+        width = max(1, self.inputs.max_concurrent.value)
+        wave = self.ctx.pair_todo[self.ctx.pair_launched:self.ctx.pair_launched + width]
+        self.ctx.pair_wave = []
+        for a, b, key in wave:
+            name = f"pair_{a}_{b}"
+            try:
+                builder = pair_builder(singles[a], singles[b], self.inputs.kkr, self.inputs.kkrimp,
+                                       offset=self.inputs.pair_offset.value,
+                                       settings=ImpuritySettings(**self.inputs.settings.get_dict()),
+                                       options=self.inputs.options.get_dict() or None,
+                                       label=f"{a}-{b} in {self.inputs.host_label.value}")
+            except InputError as exc:  # e.g. a single embedding that did not converge
+                self.ctx.pair_skipped.append(f"{a}-{b}: {exc}")
+                continue
+            builder.metadata.call_link_label = name
+            node = self.submit(builder)
+            node.base.extras.set_many({"mlkkr_series": key, "mlkkr_pair": [a, b]})
+            orm.load_group(self.inputs.group_label.value).add_nodes([node])
+            self.to_context(**{name: node})
+            self.ctx.pair_wave.append(name)
+            self.report(f"pair {a}-{b}: {node.process_label}<{node.pk}>")
+        self.ctx.pair_launched += len(wave)
+
+    def inspect_pairs(self) -> None:
+        for name in self.ctx.pair_wave:
+            node = self.ctx[name]
+            state = "ok" if node.is_finished_ok else f"failed (exit status {node.exit_status})"
+            self.report(f"{name}: {node.process_label}<{node.pk}> {state}")
+
+    def collect(self) -> Any:
+        nodes = self._singles()
         retrieved, summary, skipped = {}, [], []
         for k, el in enumerate(self.inputs.elements.get_list()):
             node = nodes[el]
@@ -176,6 +271,24 @@ class KkrImpuritySeriesWorkChain(WorkChain):
                     skipped.append(f"{el}: {exc}")
             else:
                 skipped.append(f"{el}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
+            summary.append(entry)
+        pairs = {p: orm.load_node(u) for p, u in self.ctx.pair_reused.items()}
+        pairs.update({f"{a}-{b}": self.ctx[f"pair_{a}_{b}"] for a, b, _ in self.ctx.pair_todo
+                      if f"pair_{a}_{b}" in self.ctx})
+        skipped += self.ctx.pair_skipped
+        for k, (pair, node) in enumerate(pairs.items()):
+            entry = {"pair": pair, "workflow": node.uuid, "pk": node.pk, "reused": pair in self.ctx.pair_reused,
+                     "finished_ok": node.is_finished_ok}
+            if node.is_finished_ok:
+                try:
+                    folder = last_kkrimp_retrieved(node)
+                    retrieved[f"p{k:03d}_{pair.replace('-', '_')}"] = folder
+                    conv = folder.creator.outputs.output_parameters.get_dict().get("convergence_group", {})
+                    entry.update(converged=bool(conv.get("calculation_converged")), rms=conv.get("rms"))
+                except (InputError, AttributeError, KeyError) as exc:
+                    skipped.append(f"{pair}: {exc}")
+            else:
+                skipped.append(f"{pair}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
             summary.append(entry)
         if not retrieved:
             return self.exit_codes.ERROR_EMBEDDING_FAILED.format(reasons="; ".join(skipped))

@@ -367,10 +367,10 @@ def _sub_workflow(node: Any) -> Any:
     label = node.process_label or ""
     if label == "kkr_imp_sub_wc":
         return node
-    if label == "kkr_imp_wc":
+    if label in ("kkr_imp_wc", "combine_imps_wc"):
         subs = [c for c in node.called if (c.process_label or "") == "kkr_imp_sub_wc"]
         if not subs:
-            raise InputError("node", node.pk, reason="this kkr_imp_wc called no kkr_imp_sub_wc")
+            raise InputError("node", node.pk, reason=f"this {label} called no kkr_imp_sub_wc")
         return sorted(subs, key=lambda c: c.ctime)[-1]
     if isinstance(node, CalcJobNode) and label == "KkrimpCalculation":
         caller = node.caller
@@ -381,7 +381,8 @@ def _sub_workflow(node: Any) -> Any:
     kind = label or type(node).__name__
     if not isinstance(node, WorkflowNode | CalcJobNode):
         kind = type(node).__name__
-    raise InputError("node", f"{node.pk} ({kind})", allowed=["kkr_imp_wc", "kkr_imp_sub_wc", "KkrimpCalculation"])
+    raise InputError("node", f"{node.pk} ({kind})",
+                     allowed=["kkr_imp_wc", "combine_imps_wc", "kkr_imp_sub_wc", "KkrimpCalculation"])
 
 
 def kkrimp_calculations(sub: Any) -> list[Any]:
@@ -451,8 +452,66 @@ def identify_converged_potential(node: Any) -> dict[str, Any]:
             "workflow_converged": info.get("converged"), "converged_potential_uuid": sfd.uuid}
 
 
+def _producer(output: Any) -> Any:
+    """The process whose result ``output`` is: its creator, or — when a calcfunction made it (a work chain's
+    ``workflow_info``) — the work chain that called that calcfunction."""
+    from aiida.orm import CalcFunctionNode
+
+    node = output.creator
+    while isinstance(node, CalcFunctionNode) and node.caller is not None:
+        node = node.caller
+    return node
+
+
+def _host_trace(sub: Any, depth: int = 0) -> dict[str, Any]:
+    """Where the host potentials of a kkr_imp_sub_wc's cluster come from.
+
+    A single embedding (kkr_imp_wc): its start potential was made by ``neworder_potential_wf`` from the
+    host calculation's remote folder, and ``settings_node['neworder']`` maps cluster atoms to host atoms.
+    A combined cluster (``combine_imps_wc``): the start potential joins the two single embeddings'
+    potentials (``combine_potentials_cf``); the host is the first embedding's, and each atom's host site
+    is found from its position (``neworder`` None). Returns host_calc, potential_file, neworder,
+    centre_site (the host site at the cluster's origin) and combined_from (UUIDs of the embeddings).
+    """
+    if depth > 8:
+        raise InputError("node", sub.pk, reason="combined impurities nested deeper than 8 levels")
+    creator = sub.inputs.host_imp_startpot.creator
+    caller = sub.caller
+    if creator is not None and "settings_node" in creator.inputs:
+        settings = creator.inputs.settings_node.get_dict()
+        impinfo = sub.inputs.impurity_info.get_dict() if "impurity_info" in sub.inputs else {}
+        return {"host_calc": creator.inputs.parent_calc_folder.creator,
+                "potential_file": settings.get("pot1") or "out_potential", "neworder": settings.get("neworder", []),
+                "centre_site": int(impinfo.get("ilayer_center", 0)), "combined_from": None}
+    if caller is not None and (caller.process_label or "") == "combine_imps_wc":
+        parts = [_producer(caller.inputs[f"impurity{k}_output_node"]) for k in (1, 2)]
+        if any(p is None for p in parts):
+            raise InputError("node", caller.pk, reason="an impurity input of this combine_imps_wc has no creator")
+        first = _host_trace(_sub_workflow(parts[0]), depth + 1)
+        return {**first, "neworder": None, "combined_from": [p.uuid for p in parts]}
+    raise InputError("node", sub.pk, reason="the impurity start potential was made neither by neworder_potential_wf "
+                                            "nor by combine_imps_wc: the host potential cannot be traced")
+
+
+def host_sites(positions: np.ndarray, cell: np.ndarray, basis: np.ndarray, centre: np.ndarray,
+               tol: float = 1e-3) -> list[int]:
+    """The host basis site of each cluster atom: ``centre + position − basis[k]`` is a lattice vector
+    (positions, cell rows, basis in Å). An atom on no host site is an error (an interstitial cluster)."""
+    inv = np.linalg.inv(cell)
+    out = []
+    for i, p in enumerate(np.asarray(positions, float)):
+        frac = (centre + p - basis) @ inv
+        off = np.abs(frac - np.round(frac)).max(axis=1) * np.linalg.norm(cell, axis=1).max()
+        k = int(np.argmin(off))
+        if off[k] > tol:
+            raise InputError("kkrflex_atominfo", i, reason=f"cluster atom {i} at {np.round(p, 4).tolist()} Å is on "
+                                                           "no site of the host crystal")
+        out.append(k)
+    return out
+
+
 def read_kkrimp_potential(node: Any) -> KkrimpPotential:
-    """ΔV of the last KKRimp potential of a kkr_imp_wc / kkr_imp_sub_wc / KkrimpCalculation.
+    """ΔV of the last KKRimp potential of a kkr_imp_wc / combine_imps_wc / kkr_imp_sub_wc / KkrimpCalculation.
 
     ``node``: a node, PK or UUID, in the loaded AiiDA profile. See the module docstring for what
     is read from where.
@@ -473,15 +532,9 @@ def read_kkrimp_potential(node: Any) -> KkrimpPotential:
     conv = out_params.get("convergence_group", {})
 
     # host potential and the cluster -> host atom map
-    startpot = sub.inputs.host_imp_startpot
-    neworder_wf = startpot.creator
-    if neworder_wf is None or "settings_node" not in neworder_wf.inputs:
-        raise InputError("node", sub.pk, reason="the impurity start potential was not made by neworder_potential_wf; "
-                                                "the host potential cannot be traced")
-    settings = neworder_wf.inputs.settings_node.get_dict()
-    host_remote = neworder_wf.inputs.parent_calc_folder
-    host_calc = host_remote.creator
-    host_text = retrieved_text(host_calc.outputs.retrieved, settings.get("pot1") or "out_potential")
+    trace = _host_trace(sub)
+    host_calc, pot_file = trace["host_calc"], trace["potential_file"]
+    host_text = retrieved_text(host_calc.outputs.retrieved, pot_file)
     shapefun = provenance_text(host_calc, "shapefun")
 
     imp_blocks = parse_potential(pot_text)
@@ -491,7 +544,14 @@ def read_kkrimp_potential(node: Any) -> KkrimpPotential:
     if len(imp_blocks) != nspin * n_atoms:
         raise InputError("out_potential", len(imp_blocks),
                          reason=f"{len(imp_blocks)} blocks for {n_atoms} atoms × nspin {nspin}")
-    neworder = [int(k) for k in settings.get("neworder", range(n_atoms))]
+    structure, _ = find_parent_structure(host_calc)
+    cell = np.array(structure.cell, float)
+    basis = np.array([s.position for s in structure.sites], float)
+    centre = basis[trace["centre_site"]] if len(basis) else np.zeros(3)
+    if trace["neworder"] is None:  # a combined cluster: each atom's host site from its position
+        neworder = host_sites(xyz_alat * imp_blocks[0].alat * bohr, cell, basis, centre)
+    else:
+        neworder = [int(k) for k in trace["neworder"]] or list(range(n_atoms))
     if len(neworder) != n_atoms:
         raise InputError("settings_node", len(neworder),
                          reason=f"neworder has {len(neworder)} entries for a cluster of {n_atoms}")
@@ -520,18 +580,16 @@ def read_kkrimp_potential(node: Any) -> KkrimpPotential:
     if np.any(np.abs(z_pot - zs) > 1e-6):
         raise InputError("kkrflex_atominfo", zs.tolist(), reason=f"Z differs from the potential file {z_pot.tolist()}")
 
-    structure, _ = find_parent_structure(host_calc)
-    cell = np.array(structure.cell, float)
-    basis = np.array([s.position for s in structure.sites], float)
     kinds = {k.name: k for k in structure.kinds}
     basis_species = [kinds[s.kind_name].symbols[0] if len(kinds[s.kind_name].symbols) == 1 else s.kind_name
                      for s in structure.sites]
     impinfo = sub.inputs.impurity_info.get_dict() if "impurity_info" in sub.inputs else {}
-    centre = basis[int(impinfo.get("ilayer_center", 0))] if len(basis) else np.zeros(3)
+    impinfo = {k: v for k, v in impinfo.items() if k != "imp_cls"}  # the cluster itself is in `positions`
     prov = {"source": "aiida-kkr", "workflow_uuid": node.uuid, "sub_workflow_uuid": sub.uuid,
             "kkrimp_calculation_uuid": last.uuid, "kkrimp_step": calcs.index(last) + 1 if last in calcs else None,
             "n_kkrimp_steps": len(calcs), "host_calculation_uuid": host_calc.uuid,
-            "host_structure_uuid": structure.uuid, "host_potential_file": settings.get("pot1") or "out_potential",
+            "host_structure_uuid": structure.uuid, "host_potential_file": pot_file,
+            "combined_from": trace["combined_from"],
             "impurity_info": impinfo, "centre_basis_position": centre, "nspin": nspin,
             "potential_convention": "VM2Z: spherical potential without the nuclear -2Z/r, Ry"}
     return KkrimpPotential(

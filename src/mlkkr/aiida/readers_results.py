@@ -2,7 +2,8 @@
 
 Used by ``mlkkr data from-archive`` (the nodes of an archive file, opened read-only) and ``mlkkr data
 from-group`` (the nodes of a Group of the profile). Each candidate workflow is read by its own reader
-— :func:`mlkkr.aiida.readers_kkrimp.radial_embedding` for ``kkr_imp_wc`` / ``kkr_imp_sub_wc``
+— :func:`mlkkr.aiida.readers_kkrimp.radial_embedding` for ``kkr_imp_wc`` / ``combine_imps_wc`` (an
+impurity pair) / ``kkr_imp_sub_wc``
 (the shape functions and host potentials found through the provenance wherever aiida-kkr put them),
 :func:`mlkkr.aiida.readers_jij.pairs_from_workflow` for ``kkr_jij_wc`` — and a candidate that cannot
 be used is *reported*, not fatal: the report names every node looked at and why it was skipped.
@@ -20,12 +21,12 @@ from aiida import orm
 from mlkkr.errors import InputError
 
 KINDS = ("exchange", "potential", "auto")
-IMP_LABELS = ("kkr_imp_wc", "kkr_imp_sub_wc")
+IMP_LABELS = ("kkr_imp_wc", "combine_imps_wc", "kkr_imp_sub_wc")
 
 
 def candidates(nodes: list[orm.Node]) -> dict[str, list[orm.WorkflowNode]]:
-    """The workflows among ``nodes`` that a reader takes, by kind (a kkr_imp_sub_wc run by a kkr_imp_wc
-    that is also there counts once, as its caller)."""
+    """The workflows among ``nodes`` that a reader takes, by kind (a kkr_imp_sub_wc run by a kkr_imp_wc or
+    combine_imps_wc that is also there counts once, as its caller)."""
     from mlkkr.aiida.readers_jij import JIJ_WORKFLOWS
 
     wfs = [n for n in nodes if isinstance(n, orm.WorkflowNode)]

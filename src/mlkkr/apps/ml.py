@@ -341,6 +341,7 @@ class SeriesRequest:
     elements: str = "3d"
     radius: float = 2.5
     max_concurrent: int = 1
+    pairs: str = ""
 
 
 def series_hosts(promote: bool = True) -> list[tuple[str, int]]:
@@ -351,8 +352,21 @@ def series_hosts(promote: bool = True) -> list[tuple[str, int]]:
             for h in converged_hosts(promote=promote)]
 
 
+def series_pairs(request: SeriesRequest) -> list[str]:
+    """The request's impurity pairs as "A-B" strings (none when the field is empty); :class:`InputError`
+    naming ``series.pairs`` otherwise."""
+    from mlkkr.aiida.kkr_series import parse_pairs
+
+    try:
+        return [f"{a}-{b}" for a, b in parse_pairs([p for p in request.pairs.split(",") if p.strip()])]
+    except InputError as exc:
+        raise InputError("series.pairs", request.pairs, reason=exc.reason or f"{exc.value!r} is not a pair",
+                         allowed=exc.allowed if exc.field == "pairs" else None) from None
+
+
 def check_series(request: SeriesRequest) -> list[str]:
-    """The elements of a valid request; :class:`InputError` naming the ``series.*`` field otherwise."""
+    """The elements of a valid request (with those its pairs need); :class:`InputError` naming the
+    ``series.*`` field otherwise."""
     from mlkkr.aiida.kkr_launch import parse_elements
 
     if request.host is None:
@@ -370,7 +384,8 @@ def check_series(request: SeriesRequest) -> list[str]:
     if isinstance(request.max_concurrent, bool) or not isinstance(request.max_concurrent, int) \
             or not lo <= request.max_concurrent <= hi:
         raise InputError("series.max_concurrent", request.max_concurrent, allowed=f"an integer {lo} … {hi}")
-    return elements
+    pairs = series_pairs(request)
+    return elements + [el for el in dict.fromkeys(x for p in pairs for x in p.split("-")) if el not in elements]
 
 
 def submit_series(request: SeriesRequest):
@@ -379,10 +394,12 @@ def submit_series(request: SeriesRequest):
 
     elements = check_series(request)
     try:
-        return submit(request.host, elements, radius=float(request.radius), max_concurrent=request.max_concurrent)
+        return submit(request.host, elements, radius=float(request.radius), max_concurrent=request.max_concurrent,
+                      pairs=series_pairs(request))
     except InputError as exc:  # the launcher's own checks (host state, radius on this computer …)
         field = {"host": "series.host", "radius": "series.radius", "elements": "series.elements",
-                 "max_concurrent": "series.max_concurrent"}.get(exc.field.split(".")[0].split("[")[0])
+                 "max_concurrent": "series.max_concurrent", "pairs": "series.pairs"}.get(
+            exc.field.split(".")[0].split("[")[0])
         if exc.field.startswith("impurity."):
             field = "series.radius" if "radius" in exc.field else "series.elements"
         raise InputError(field or exc.field, exc.value, reason=exc.reason, allowed=exc.allowed) from None
@@ -392,13 +409,20 @@ def series_progress(node) -> str:
     """``"2 of 5 embeddings done (Fe, Co running)"`` for a series node; embeddings an earlier series finished
     are reused, not run again, and counted once the series has ended."""
     elements = list(node.inputs.elements.get_list())
-    children = [c for c in node.called if c.process_label == "kkr_imp_wc"]
-    done = {c.base.extras.get("mlkkr_element", "") for c in children if c.is_finished_ok}
-    running = [c.base.extras.get("mlkkr_element", "?") for c in children if not c.is_terminated]
+    pairs = list(node.inputs.pairs.get_list()) if "pairs" in node.inputs else []
+
+    def name(c) -> str:
+        pair = c.base.extras.get("mlkkr_pair", None)
+        return "-".join(pair) if pair else c.base.extras.get("mlkkr_element", "?")
+
+    children = [c for c in node.called if c.process_label in ("kkr_imp_wc", "combine_imps_wc")]
+    done = {name(c) for c in children if c.is_finished_ok}
+    running = [name(c) for c in children if not c.is_terminated]
     summary = node.base.extras.get("mlkkr_series_summary", None)
     if summary:
-        done |= {e["element"] for e in summary["elements"]}
-    return (f"{len(done & set(elements))} of {len(elements)} embeddings done"
+        done |= {e.get("element") or e.get("pair") for e in summary["elements"]}
+    return (f"{len(done & set(elements))} of {len(elements)} embeddings"
+            + (f" and {len(done & set(pairs))} of {len(pairs)} pairs" if pairs else "") + " done"
             + (f" ({', '.join(running)} running)" if running else ""))
 
 

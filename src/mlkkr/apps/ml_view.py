@@ -302,6 +302,9 @@ class MlTrainingApp(LazyApp):
         self.series_elements.add_class("mlkkr-series-elements")
         self.series_radius = ipw.FloatText(value=2.5, description="cluster radius (Å)", style=_WIDE)
         self.series_concurrent = ipw.IntText(value=1, description="embeddings at once", style=_WIDE)
+        self.series_pairs = ipw.Text(value="", description="pairs (optional)", placeholder="e.g. Fe-Fe, Fe-Co",
+                                     style=_WIDE)
+        self.series_pairs.add_class("mlkkr-series-pairs")
         for name, widget, text in (
                 ("series.host", ipw.HBox([self.series_host, refresh]), "A host SCF converged with JuKKR (run one "
                  "in the KKR launcher)."),
@@ -309,7 +312,10 @@ class MlTrainingApp(LazyApp):
                  "Sc,Ti or 3d,4d)."),
                 ("series.radius", self.series_radius, "2.5 Å: the impurity alone in fcc Cu; 2.6 Å: with its 12 "
                  "neighbours (minutes per element)."),
-                ("series.max_concurrent", self.series_concurrent, "Embeddings running at the same time.")):
+                ("series.max_concurrent", self.series_concurrent, "Embeddings running at the same time."),
+                ("series.pairs", self.series_pairs, "Impurity pairs A-B, comma-separated: after the single "
+                 "embeddings, the two clusters joined with B on A's nearest-neighbour site (combine_imps_wc); "
+                 "their elements are added to the series.")):
             self.series_form.add(Field(name, widget, help=text))
         self.series_button = ipw.Button(description="Run series", button_style="primary", icon="play")
         self.series_button.add_class("mlkkr-series-run")
@@ -336,7 +342,8 @@ class MlTrainingApp(LazyApp):
 
     def series_request(self) -> ml.SeriesRequest:
         return ml.SeriesRequest(host=self.series_host.value, elements=self.series_elements.value,
-                                radius=self.series_radius.value, max_concurrent=self.series_concurrent.value)
+                                radius=self.series_radius.value, max_concurrent=self.series_concurrent.value,
+                                pairs=self.series_pairs.value)
 
     def run_series(self):
         self.series_results.children = []

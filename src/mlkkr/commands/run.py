@@ -94,6 +94,11 @@ def _dataset_command(kind: str):
     @click.option("--radius", type=float, default=2.5, show_default=True,
                   help="Cluster radius in Å (jukkr; fcc Cu: 2.5 the impurity alone, 2.6 with its 12 neighbours).")
     @click.option("--site", type=int, default=0, show_default=True, help="Host site replaced (jukkr).")
+    @click.option("--pairs", default=None,
+                  help="Impurity pairs A-B, comma-separated (jukkr): after the single embeddings, each pair's two "
+                       "clusters joined (combine_imps_wc); their elements are added to --elements.")
+    @click.option("--pair-offset", type=int, default=1, show_default=True,
+                  help="In-plane neighbour of the first impurity that the second takes (jukkr; 1: nearest).")
     @click.option("--group", default=None, help="Group label [engine: mlkkr/dataset/KIND/PK; jukkr: "
                                                 "mlkkr/kkr-impurity-series].")
     @click.option("--max-concurrent", type=int, default=None,
@@ -109,7 +114,8 @@ def _dataset_command(kind: str):
     @json_option
     @handle_errors
     def command(backend: str, n: int | None, batch: int, seed: int, params: tuple[str, ...], host: str | None,
-                elements: str | None, radius: float, site: int, group: str | None, max_concurrent: int | None,
+                elements: str | None, radius: float, site: int, pairs: str | None, pair_offset: int,
+                group: str | None, max_concurrent: int | None,
                 computer: str | None, code: str | None, walltime: int | None, queue: str | None,
                 account: str | None, wait: bool, profile: str | None, as_json: bool) -> None:
         from mlkkr.aiida.launch import dataset_builder, describe, job_options, launch, load_user_profile
@@ -119,18 +125,22 @@ def _dataset_command(kind: str):
                 raise InputError("--backend", backend, allowed=["engine"],
                                  reason="real J_ij datasets come from `mlkkr run kkr jij`; a J_ij series is not "
                                         "offered yet")
-            if host is None or elements is None:
+            if host is None or (elements is None and pairs is None):
                 raise InputError("--host" if host is None else "--elements", None,
-                                 reason="--backend jukkr needs --host (a converged kkr_scf_wc) and --elements")
+                                 reason="--backend jukkr needs --host (a converged kkr_scf_wc) and --elements "
+                                        "(or --pairs)")
             from mlkkr.aiida.kkr import options_dict
             from mlkkr.aiida.kkr_launch import parse_elements, submit_series
+            from mlkkr.aiida.kkr_series import parse_pairs
 
-            names = parse_elements(elements)
+            pair_list = parse_pairs([p for p in (pairs or "").split(",") if p.strip()])
+            names = parse_elements(elements) if elements else []
+            names += [el for el in dict.fromkeys(x for p in pair_list for x in p) if el not in names]
             load_user_profile(profile)
             opts = options_dict(max_wallclock_seconds=walltime or 3600, queue_name=queue or "")
             node = submit_series(host, names, radius=radius, site=site, options=opts,
                                  max_concurrent=1 if max_concurrent is None else max_concurrent, group=group,
-                                 wait=wait)
+                                 pairs=[f"{a}-{b}" for a, b in pair_list], pair_offset=pair_offset, wait=wait)
             emit(describe(node), as_json, _human)
             return
         if n is None or n < 1:  # before loading anything

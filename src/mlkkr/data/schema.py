@@ -122,7 +122,13 @@ class RadialEmbedding:
 
     @property
     def impurity(self) -> str:
+        """The defects' species joined by "+" ("Fe", a pair "Fe+Co"), "host" for a host-in-host embedding."""
         return "+".join(self.species[i] for i in self.defects) or "host"
+
+    @property
+    def impurity_elements(self) -> set[str]:
+        """The defects' species as a set (a held-out element leaves training with every record holding it)."""
+        return {self.species[i] for i in self.defects}
 
     def delta_v_total(self, k: int) -> np.ndarray:
         """Full ΔV of atom ``k`` (eV): stored part plus the nuclear term −2 ΔZ e²/r (inf at r = 0 if ΔZ ≠ 0)."""

@@ -87,7 +87,9 @@ class RadialConfig:
     """Hyper-parameters. n_radial: Chebyshev functions of log r; degrees: of the chemistry polynomials,
     chosen by cross-validation with the ridge strength; r_s (Å): the log scale near the nucleus;
     cutoff, n_max, alpha, beta: the Jacobi functions of the 2-body term (Å; 0 < n_max ≤ 12);
-    alphas: ridge strengths for the cross-validation."""
+    alphas: ridge strengths for the cross-validation; pair_terms: add the defect–defect term
+    Δχ₁(Z_i) ⊗ Σ_a Δχ₁(Z_a) φ_n(d_ia) (Δχ₁: chemistry of degree 1, 3 values) — zero on host atoms and on
+    single impurities, so only data with impurity pairs train it."""
 
     n_radial: int = 24
     degrees: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -97,8 +99,11 @@ class RadialConfig:
     alpha: float = 0.0
     beta: float = 0.0
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    pair_terms: bool = False
 
     def check(self) -> None:
+        if not isinstance(self.pair_terms, bool):
+            raise InputError("pair_terms", self.pair_terms, allowed=[True, False])
         if isinstance(self.n_radial, bool) or not isinstance(self.n_radial, int) or not 2 <= self.n_radial <= 64:
             raise InputError("n_radial", self.n_radial, allowed="an integer from 2 to 64")
         if not self.degrees or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 8
@@ -137,10 +142,11 @@ class RadialPotentialModel:
 
     @property
     def n_features(self) -> int:
-        return self.n_chem * (1 + self.config.n_max)
+        return self.n_chem * (1 + self.config.n_max) + (9 * self.config.n_max if self.config.pair_terms else 0)
 
     def atom_features(self, rec: RadialEmbedding) -> np.ndarray:
-        """(n_atoms, F): on-site Δχ, then Σ_{a≠i} Δχ_a ⊗ φ_n(d_ia)."""
+        """(n_atoms, F): on-site Δχ, then Σ_{a≠i} Δχ_a ⊗ φ_n(d_ia); with ``pair_terms`` then
+        Δχ₁(Z_i) ⊗ Σ_{a≠i} Δχ₁(Z_a) φ_n(d_ia)."""
         deg = self.degree_
         dchi = np.array([chemistry(z, deg) - chemistry(h, deg) if abs(z - h) > 1e-6 else np.zeros(self.n_chem)
                          for z, h in zip(rec.z, rec.host_z, strict=True)])
@@ -149,7 +155,12 @@ class RadialPotentialModel:
         diag = np.arange(len(rec.z))
         phi[diag, diag] = 0.0  # no self term
         two = np.einsum("ian,ac->icn", phi, dchi).reshape(len(rec.z), -1)
-        return np.hstack([dchi, two])
+        if not self.config.pair_terms:
+            return np.hstack([dchi, two])
+        low = np.array([chemistry(z, 1) - chemistry(h, 1) if abs(z - h) > 1e-6 else np.zeros(3)
+                        for z, h in zip(rec.z, rec.host_z, strict=True)])
+        cross = np.einsum("ic,ian,ad->icdn", low, phi, low).reshape(len(rec.z), -1)
+        return np.hstack([dchi, two, cross])
 
     def radial(self, r: np.ndarray) -> np.ndarray:
         """(m, K) Chebyshev functions of the log-radial coordinate at radii ``r`` (Å)."""

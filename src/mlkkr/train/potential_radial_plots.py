@@ -22,7 +22,7 @@ def heldout_figure(records: Sequence[Any], element: str, config: Any = None, *, 
     held = next((r for r in records if r.impurity == element), None)
     if held is None:
         raise InputError("element", element, allowed=sorted({r.impurity for r in records}))
-    train = [r for r in records if r.impurity != element and (r.converged or not converged_only)]
+    train = [r for r in records if element not in r.impurity_elements and (r.converged or not converged_only)]
     model = RadialPotentialModel(config).fit(train)
     pred = model.predict_atoms(held)
     full = model.predict_total(held)
