@@ -20,7 +20,8 @@ SHA = "ab" * 32
 
 
 @pytest.mark.parametrize("name", ["../evil", "..", "/etc/passwd", "a/b", "a\\b", ".hidden", "~root", "", "A-Upper",
-                                  "x" * 65, "with space", "a..b", "dataset.aiida", "-lead", "trail-", "nul\x00"])
+                                  "x" * 65, "with space", "a..b", "dataset.aiida", "-lead", "trail-", "nul\x00",
+                                  "newline\n", "fe-jij\n"])
 def test_names_that_are_paths_or_unsafe_are_refused(name):
     with pytest.raises(InputError) as info:
         validate_name(name)

@@ -210,7 +210,10 @@ class KkrImpuritySeriesWorkChain(WorkChain):
         """Keep the pairs whose two single embeddings finished; the others are reported and skipped."""
         singles = self._singles()
         runnable = []
-        for a, b, key in self.ctx.pair_todo:
+        # .get: a series checkpointed by an mlkkr without pairs resumes here with none
+        self.ctx.pair_skipped, self.ctx.pair_launched = self.ctx.get("pair_skipped", []), 0
+        self.ctx.pair_reused = self.ctx.get("pair_reused", {})
+        for a, b, key in self.ctx.get("pair_todo", []):
             bad = [el for el in (a, b) if not singles[el].is_finished_ok]
             if bad:
                 self.ctx.pair_skipped.append(f"{a}-{b}: the embedding of {', '.join(bad)} failed")

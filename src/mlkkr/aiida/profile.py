@@ -61,7 +61,7 @@ class ProfileSpec:
     daemon_workers: int = 1
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name or ""):
+        if not _NAME.fullmatch(self.name or ""):
             raise InputError("profile", self.name, reason=f"{self.name!r} is not a valid name: use 1-64 "
                              "letters, digits, '_', '.', '@' or '-', starting with a letter or digit")
         if self.storage not in STORAGES:

@@ -57,7 +57,7 @@ def validate_name(value: object, field_name: str = "name") -> str:
     if "/" in value or "\\" in value or value.startswith((".", "~")) or "\x00" in value:
         raise InputError(field_name, value, reason="path separators, leading dots and '~' are not "
                          "allowed in a name (it is not a path)", allowed=NAME_RULE)
-    if not _NAME.match(value) or ".." in value or value.endswith(".aiida"):
+    if not _NAME.fullmatch(value) or ".." in value or value.endswith(".aiida"):
         raise InputError(field_name, value, allowed=NAME_RULE)
     return value
 
@@ -144,7 +144,7 @@ def parse_author(value: object) -> Author:
     if isinstance(value, Mapping):
         value = f"{value.get('name', '')} <{value['orcid']}>" if value.get("orcid") else value.get("name")
     text = _clean_text("author", value if value is not None else "")
-    match = _AUTHOR.match(text)
+    match = _AUTHOR.fullmatch(text)
     if not text or not match:
         raise InputError("author", value, reason="give a name, optionally followed by an ORCID iD in "
                          "angle brackets", allowed="'Jane Doe' or 'Jane Doe <0000-0002-1825-0097>'")
@@ -153,7 +153,7 @@ def parse_author(value: object) -> Author:
         raise InputError("author", value, reason=f"a name is at most {AUTHOR_MAX} characters")
     orcid = None
     if match["orcid"] is not None:
-        found = _ORCID.match(match["orcid"].strip())
+        found = _ORCID.fullmatch(match["orcid"].strip())
         if not found or not orcid_checksum_ok(found[1]):
             raise InputError("author", value, reason=f"{match['orcid']!r} is not a valid ORCID iD "
                              "(16 digits in groups of four, with a correct check digit)")
@@ -184,7 +184,7 @@ def validate_keywords(values: Iterable[object] | None) -> list[str]:
 
 
 def validate_sha256(value: object, field_name: str = "sha256") -> str:
-    if not isinstance(value, str) or not _SHA256.match(value.strip().lower()):
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.strip().lower()):
         raise InputError(field_name, value, reason="must be the 64 hexadecimal digits of a SHA-256 checksum")
     return value.strip().lower()
 

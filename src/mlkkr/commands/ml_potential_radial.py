@@ -37,13 +37,15 @@ def _pct(x: float | None) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--n-radial", default=24, show_default=True, help="Log-Chebyshev radial functions per atom.")
 @click.option("--n-max", default=4, show_default=True, help="Jacobi order of the two-body term.")
+@click.option("--pair-terms", is_flag=True,
+              help="Add the defect–defect term (trained only by data with impurity pairs).")
 @click.option("--include-unconverged", is_flag=True, help="Also learn from embeddings whose KKRimp did not converge.")
 @click.option("--loeo/--no-loeo", default=True, show_default=True,
               help="Also measure leave-one-element-out errors (one fit per element) into model.json.")
 @json_option
 @handle_errors
-def train_cmd(data_path: str, output: str, n_radial: int, n_max: int, include_unconverged: bool, loeo: bool,
-              as_json: bool) -> None:
+def train_cmd(data_path: str, output: str, n_radial: int, n_max: int, pair_terms: bool, include_unconverged: bool,
+              loeo: bool, as_json: bool) -> None:
     """Fit the radial Jacobi–Legendre model of ΔV(r) on real KKRimp embeddings (the nuclear term is exact)."""
     from mlkkr.data.h5io import file_sha256
     from mlkkr.models.potential_radial import RadialConfig, RadialPotentialModel
@@ -57,11 +59,11 @@ def train_cmd(data_path: str, output: str, n_radial: int, n_max: int, include_un
     if not data:
         raise InputError("--data", data_path, reason="no usable embedding: " + "; ".join(
             f"{s.get('impurity', '?')}: {s.get('reason', '')}" for s in skipped))
-    cfg = RadialConfig(n_radial=n_radial, n_max=n_max)
+    cfg = RadialConfig(n_radial=n_radial, n_max=n_max, pair_terms=pair_terms)
     model = RadialPotentialModel(cfg).fit(data)
     metrics: dict[str, Any] = {}
-    if loeo and len({r.impurity for r in data}) >= 4:
-        res = leave_one_element_out(data, RadialConfig(n_radial=n_radial, n_max=n_max))
+    if loeo and len({r.impurity for r in data if "+" not in r.impurity}) >= 4:
+        res = leave_one_element_out(data, cfg)
         metrics = {"leave_one_element_out": res["summary"],
                    "per_element": {r["element"]: r["model"]["all_relative_rmse"] for r in res["per_element"]}}
     model.save(folder, {"data": {"sha256": file_sha256(data_path), "n_records": len(records), "n_used": len(data),

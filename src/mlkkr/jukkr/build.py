@@ -67,7 +67,7 @@ class BuildOptions:
     codes: tuple[str, ...] = tuple(jukkr.CODES)
 
     def check(self) -> None:
-        if not _MARCH.match(self.march or ""):
+        if not _MARCH.fullmatch(self.march or ""):
             raise InputError("march", self.march, allowed="a gcc -march value such as native, x86-64-v2, x86-64-v3")
         unknown = [c for c in self.codes if c not in jukkr.CODES]
         if unknown or not self.codes:
