@@ -131,6 +131,31 @@ def test_the_kkrimp_parser_fixes_matter_on_the_real_output(fe_impurity):
     assert group["rms_LDAU"] == 0.0 and group["rms"] < 1e-6
 
 
+def test_the_linear_parse_reads_the_same_numbers_from_the_real_output(fe_impurity):
+    """masci-tools' parse_array_float rescans the output from its top for every match (minutes for a 20-atom
+    pair in the daemon); the one-pass replacement gives the same arrays on every quantity the KKRimp parser
+    reads with it, on the real output of this run (the whole parse also runs with it, above and in every
+    embedding of these tests)."""
+    import masci_tools.io.parsers.kkrparser_functions as kp
+
+    from mlkkr.aiida.readers_kkrimp import retrieved_text
+
+    calc = [c for c in fe_impurity.called_descendants if c.process_label == "KkrimpCalculation"][-1]
+    text = retrieved_text(calc.outputs.retrieved, "out_log.000.txt")
+    assert kkr_compat.applied()["parse_array_linear"]
+    queries = [("average rms-error", [2, "=", 1, 0], ["D", "E"]), ("rms-error for atom", [2, "=", 1, 0], ["D", "E"]),
+               ("charge in wigner seitz", [1, "=", 1], None), ("nuclear charge", [2, "nuclear charge", 1, 0], None),
+               ("core charge", [1, "=", 1], None)]
+    import io
+
+    fast = [kp.parse_array_float(io.StringIO(text), q, split, rep) for q, split, rep in queries]
+    with kkr_compat.reverted("parse_array_linear"):
+        assert kp.parse_array_float is not kkr_compat._parse_array_float_linear  # masci-tools' own
+        slow = [kp.parse_array_float(io.StringIO(text), q, split, rep) for q, split, rep in queries]
+    assert all(len(a) > 0 for a in fast)
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow, strict=True))
+
+
 def test_the_one_atom_cluster_fix_matters(fe_impurity):
     """FACTS defect 5: the scalar distance of a one-atom cluster; numpy 2 refuses np.where on it."""
     import aiida_kkr.calculations.kkrimp as module

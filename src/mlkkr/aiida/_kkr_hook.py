@@ -12,6 +12,7 @@ import sys
 #: the modules that :mod:`mlkkr.aiida.kkr_compat` fixes (kept here to avoid importing it at start-up)
 TARGETS = frozenset({
     "masci_tools.io.parsers.kkrimp_parser_functions",
+    "masci_tools.io.parsers.kkrparser_functions",
     "aiida_kkr.calculations.kkrimp",
     "aiida_kkr.workflows.jijs",
     "aiida_kkr.tools.jij_tools",

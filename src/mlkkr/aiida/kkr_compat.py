@@ -23,6 +23,12 @@ failure without it.
 ``jij_np_product``      aiida_kkr/workflows/jijs.py:373 and tools/jij_tools.py:498 call ``np.product``,
                         removed in numpy 2 (kkr_jij_wc with ``accuracy.kmesh``). Fix: the same numpy
                         view in those two modules has ``product = numpy.prod``.
+``parse_array_linear``  masci_tools/io/parsers/kkrparser_functions.py:52 ``parse_array_float`` finds each
+                        matching line by searching the output from its top again and popping it: time
+                        ∝ lines × matches. On a 20-atom impurity pair (700,000 lines of ``out_log``,
+                        thousands of matches per quantity) the KKRimp parser ran for over ten minutes in
+                        the daemon worker, holding up every other process of the user. Fix: one pass over
+                        the lines with the same parsing of each match — the same array in the same order.
 ``imp_gf_failure``      aiida_kkr/workflows/kkr_imp.py:669 reads ``gf_writeout.outputs.workflow_info``
                         after a failed host-GF write-out: NotExistentAttributeError and an excepted
                         work chain instead of an exit code. Fix: ``construct_startpot`` first returns
@@ -143,6 +149,40 @@ def _unbind_numpy_view(module: types.ModuleType) -> None:
     module.np = numpy
 
 
+# ------------------------------------------------------------------------ the quadratic parse (8)
+
+_KKRPARSER_MODULE = "masci_tools.io.parsers.kkrparser_functions"
+_ORIGINAL_PARSE_ARRAY: dict[str, Callable] = {}
+
+
+def _parse_array_float_linear(outfile, searchstring, splitinfo, replacepair=None, debug=False):
+    """masci-tools' ``parse_array_float`` in one pass: every line holding ``searchstring``, in file order,
+    parsed as the original does (``splitinfo`` mode 1: split at [1], take [2]; mode 2: then split at
+    whitespace and take [3]; ``replacepair`` replaced first)."""
+    from masci_tools.io.common_functions import get_outfile_txt
+
+    if splitinfo[0] not in (1, 2):
+        raise ValueError("splitinfo[0] has to be either 1 or 2")
+    res = []
+    for line in get_outfile_txt(outfile):
+        if searchstring not in line:
+            continue
+        if replacepair is not None:
+            line = line.replace(replacepair[0], replacepair[1])
+        part = line.split(splitinfo[1])[splitinfo[2]]
+        res.append(float(part if splitinfo[0] == 1 else part.split()[splitinfo[3]]))
+    return numpy.array(res)
+
+
+def _linear_parse(module: types.ModuleType) -> None:
+    _ORIGINAL_PARSE_ARRAY.setdefault("parse_array_float", module.parse_array_float)
+    module.parse_array_float = _parse_array_float_linear
+
+
+def _quadratic_parse(module: types.ModuleType) -> None:
+    module.parse_array_float = _ORIGINAL_PARSE_ARRAY.get("parse_array_float", module.parse_array_float)
+
+
 # ------------------------------------------------------------------------- failed GF write-out (7)
 
 GF_FAILURE_STATUS = 146
@@ -189,6 +229,8 @@ FIXES: dict[str, Fix] = {f.name: f for f in (
         "aiida_kkr/workflows/jijs.py:373 np.product, removed in numpy 2"),
     Fix("jij_tools_np_product", "aiida_kkr.tools.jij_tools", _bind_numpy_view, _unbind_numpy_view,
         "aiida_kkr/tools/jij_tools.py:498 np.product, removed in numpy 2"),
+    Fix("parse_array_linear", _KKRPARSER_MODULE, _linear_parse, _quadratic_parse,
+        "masci_tools/io/parsers/kkrparser_functions.py:52 parse_array_float rescans the output per match"),
     Fix("imp_gf_failure", "aiida_kkr.workflows.kkr_imp", _guard_gf_writeout, _disable("imp_gf_failure"),
         "aiida_kkr/workflows/kkr_imp.py:669 reads outputs of a failed GF write-out"),
 )}
@@ -223,6 +265,8 @@ def applied() -> dict[str, bool]:
         module = importlib.import_module(fix.module)
         if fix.apply is _bind_numpy_view:
             out[fix.name] = module.np is _NUMPY_VIEW
+        elif fix.name == "parse_array_linear":
+            out[fix.name] = module.parse_array_float is _parse_array_float_linear
         elif fix.name == "imp_gf_failure":
             out[fix.name] = fix.name in ENABLED and _outline_calls_wrapper(module.kkr_imp_wc, "construct_startpot")
         else:
