@@ -37,7 +37,6 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -190,27 +189,42 @@ def _timed(f, *a) -> float:
 
 
 def _figure(pairs, singles, rows, cfg, tag: str) -> None:
-    """The non-additive part of ΔV(r) on the first impurity of the median pair: KKRimp vs the model."""
-    import plotly.graph_objects as go
+    """The median pair (leave-one-pair-out): the full ΔV outside the core on its first impurity, and ΔV on a
+    Cu atom next to both impurities — KKRimp, the superposition of the singles, the model fitted on singles
+    only, and the model that saw the other pairs."""
+    from plotly.subplots import make_subplots
 
+    from mlkkr.data.schema import nuclear_term
     from mlkkr.models.potential_radial import RadialPotentialModel
     from mlkkr.train.potential_radial import superposition_baseline
 
-    order = sorted(range(len(rows)), key=lambda k: rows[k]["model_leave_one_pair_out"]["all_relative_rmse"])
+    order = sorted(range(len(rows)), key=lambda k: rows[k]["model_leave_one_pair_out"]["screened_relative_rmse"])
     k = order[len(order) // 2]
     pair = pairs[k]
-    others = singles + [p for j, p in enumerate(pairs) if j != k]
-    sup = superposition_baseline(pair, singles)
     a = int(pair.defects[0])
-    fig = go.Figure()
-    fig.add_scatter(x=pair.r[a], y=(pair.delta_v[a] - sup[a]) * 1e3, name="KKRimp pair − superposition of singles")
-    for name, c, dash in (("ML-ES", cfg, "dash"), ("ML-ES with pair terms", replace(cfg, pair_terms=True), "dot")):
-        pred = RadialPotentialModel(c).fit(others).predict_atoms(pair)
-        fig.add_scatter(x=pair.r[a], y=(pred[a] - sup[a]) * 1e3, name=f"{name} (pair held out) − superposition",
-                        line={"dash": dash})
-    fig.update_layout(title=f"{pair.impurity} nearest-neighbour pair in {pair.host}: non-additive ΔV on "
-                            f"{pair.species[a]} (held out)", xaxis_title="r (Å)", yaxis_title="ΔV (meV)",
-                      template="plotly_white", width=900, height=500)
+    centres = pair.positions[pair.defects]
+    shared = [i for i in range(len(pair.z)) if i not in pair.defects
+              and np.all(np.linalg.norm(centres - pair.positions[i], axis=1) < 2.6)]
+    b = shared[0] if shared else int(pair.defects[1])
+    curves = {"KKRimp pair": pair.delta_v, "superposition of the singles": superposition_baseline(pair, singles),
+              "ML-ES fitted on singles": RadialPotentialModel(cfg).fit(singles).predict_atoms(pair),
+              "ML-ES fitted on singles + other pairs": RadialPotentialModel(cfg).fit(
+                  singles + [p for j, p in enumerate(pairs) if j != k]).predict_atoms(pair)}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"{pair.species[a]} site: full ΔV outside the core", f"{pair.species[b]} next to both impurities: ΔV"))
+    for n, (name, v) in enumerate(curves.items()):
+        style = {"dash": ["solid", "dot", "dashdot", "dash"][n],
+                 "color": ["#222222", "#1f77b4", "#ff7f0e", "#d62728"][n]}
+        out = pair.r[a] >= 0.3
+        full = v[a][out] + nuclear_term(pair.r[a][out], pair.z[a] - pair.host_z[a])
+        fig.add_scatter(x=pair.r[a][out], y=full, name=name, line=style, legendgroup=name, row=1, col=1)
+        fig.add_scatter(x=pair.r[b], y=v[b] * 1e3, name=name, line=style, legendgroup=name, showlegend=False,
+                        row=1, col=2)
+    fig.update_xaxes(title_text="r (Å)")
+    fig.update_yaxes(title_text="ΔV (eV)", row=1, col=1)
+    fig.update_yaxes(title_text="ΔV (meV)", row=1, col=2)
+    fig.update_layout(title=f"{pair.impurity} nearest-neighbour pair in {pair.host}, held out", template="plotly_white",
+                      width=1200, height=480)
     save_figure(fig, "ml-es-pairs" + (f"-{tag}" if tag else ""))
 
 
