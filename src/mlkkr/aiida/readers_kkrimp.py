@@ -21,6 +21,10 @@ What is read, and from where (aiida-kkr 2.x provenance)::
   calculation whose remote folder ``neworder_potential_wf`` built the impurity start potential from
   — the same host potentials KKRimp started from; cluster atom i takes host atom
   ``settings_node['neworder'][i]``.
+* a pair of impurities (``combine_imps_wc``): its start potential joins two converged single embeddings'
+  potentials (``combine_potentials_cf``); the host calculation is found through the first single embedding
+  (its ``impurity1_output_node``), and each cluster atom is mapped to its host site by position
+  (:func:`host_sites`); ``provenance["combined_from"]`` names the two singles.
 * radial mesh: ``r_i = B (e^{A (i−1)} − 1)`` (bohr) up to the muffin-tin radius, then the panel mesh
   ``XRN × ALAT`` of the host's shape function (``shapefun`` of the host calculation) — the mesh
   KKR uses; ``IRWS = IMT + MESHN`` is checked against the potential file.
