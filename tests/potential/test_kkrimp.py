@@ -205,3 +205,21 @@ def test_from_archive_reads_potentials_and_names_what_it_skipped(tmp_path):
     res, out = run(broken)
     assert res.returncode == 2 and "a file it needs cannot be read" in res.stderr and not out.exists()
     assert "Traceback" not in res.stderr
+
+
+def test_host_sites_map_a_cluster_onto_a_two_site_basis_and_refuse_an_interstitial(converged):
+    """A pair's cluster atoms are mapped to host sites by position (combine_imps_wc gives no neworder):
+    in a CsCl cell (basis 0 and ½½½) every atom of a cluster centred on site 1 lands on its own site; the
+    reference archive's single embedding maps as its neworder says."""
+    from mlkkr.aiida.readers_kkrimp import host_sites
+
+    a = 2.86
+    cell, basis = a * np.eye(3), np.array([[0.0, 0.0, 0.0], [a / 2] * 3])
+    rel = np.array([[0, 0, 0], [a / 2, a / 2, a / 2], [-a / 2, a / 2, -a / 2], [a, 0, 0], [0, -a, 0]])
+    assert host_sites(rel, cell, basis, basis[1]) == [1, 0, 0, 1, 1]
+    with pytest.raises(InputError, match="kkrflex_atominfo.*on no site of the host crystal"):
+        host_sites(np.array([[a / 4, 0, 0]]), cell, basis, basis[0])
+    # a real single embedding of the reference archive: position mapping and aiida-kkr's neworder agree
+    centre = converged.provenance["centre_basis_position"]
+    assert host_sites(converged.positions, converged.host_cell, converged.host_basis, centre) == \
+        [0] * converged.n_atoms
