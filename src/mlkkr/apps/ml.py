@@ -213,11 +213,11 @@ def loss_history(job) -> list[dict[str, Any]]:
             job.outputs.remote_folder.getfile("model/checkpoint.pt", str(target))
         except Exception:  # noqa: BLE001 - not written yet, or the transport is busy: try again later
             return []
-        import torch
+        from mlkkr.train.exchange import load_checkpoint
 
         try:
-            state = torch.load(target, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 - caught mid-write: the next poll reads the next one
+            state = load_checkpoint(target)  # tensors and plain data only: nothing in the file runs
+        except InputError:  # caught mid-write (or not a checkpoint): the next poll reads the next one
             return []
     return list(state.get("state", {}).get("history", []))
 

@@ -166,6 +166,22 @@ def _plain(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
+def load_checkpoint(path: str | Path, device: Any = "cpu") -> dict[str, Any]:
+    """A training checkpoint, loaded as tensors and plain data only (``weights_only=True``: no code from the
+    file runs — models and their folders travel through the shared store). Anything else, or a damaged
+    file, is an :class:`InputError` naming the file."""
+    import pickle
+
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise InputError("checkpoint", str(path), reason="not a checkpoint of mlkkr's trainer, or damaged (only "
+                         f"tensors and plain data are loaded): {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(ck, dict) or not {"settings", "model", "optimizer", "scheduler", "state"} <= set(ck):
+        raise InputError("checkpoint", str(path), reason="not a checkpoint of mlkkr's trainer (keys missing)")
+    return ck
+
+
 def torch_save(path: Path, obj: Any) -> None:
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
@@ -335,7 +351,7 @@ def fit(pairs: Sequence[Any], folder: str | Path, model_cfg: ExchangeModelConfig
     if resume:
         for stale in folder.glob(".*.tmp"):  # temporary files of a run killed while writing
             stale.unlink(missing_ok=True)
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, device)
         if ck["settings"] != json.loads(json.dumps(settings, default=_plain)):
             raise InputError("--resume", str(folder), reason="the checkpoint was made with other data or "
                              "settings; resume with the same --data and options")
