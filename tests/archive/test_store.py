@@ -102,6 +102,19 @@ def test_versions_increment_and_an_existing_version_is_refused(tmp_path, archive
         store.get("nothing-here")
 
 
+def test_the_last_version_of_a_name_leaves_no_next_one_out_of_range(tmp_path, archive_files):
+    """Publishing the last allowed version explicitly made the next automatic one MAX_VERSION + 1, which no
+    later read accepts (issue 15): the next publish is refused, and nothing is stored."""
+    from mlkkr.archive.names import MAX_VERSION
+
+    store = Store(tmp_path / "store")
+    assert store.publish(archive_files.good, request(archive_files, version=MAX_VERSION), "alice").version == \
+        MAX_VERSION
+    with pytest.raises(InputError, match="version.*used up its versions"):
+        store.publish(archive_files.good, request(archive_files), "alice")
+    assert [e.version for e in store.entries("fe-set")] == [MAX_VERSION]
+    assert not any((tmp_path / "store" / ".staging").iterdir())
+
 @pytest.mark.parametrize("kind", ["truncated", "altered", "checksum", "not-aiida", "empty"])
 def test_bad_archives_are_refused_and_leave_nothing(tmp_path, archive_files, kind):
     store = Store(tmp_path / "store")

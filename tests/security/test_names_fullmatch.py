@@ -26,3 +26,4 @@ def test_profile_name_and_march_with_a_final_newline_are_refused():
     with pytest.raises(InputError, match="march"):
         BuildOptions(march="native\n").check()
 
+

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkkr.archive.names import PublishRequest, validate_name, validate_version
+from mlkkr.archive.names import MAX_VERSION, PublishRequest, validate_name, validate_version
 from mlkkr.errors import InputError, MlkkrError
 
 CATALOG = "catalog.sqlite"
@@ -464,6 +464,9 @@ class Store(StoreReader):
                     (top,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM items WHERE name = ?",
                                         (request.name,)).fetchone()
                     version = top + 1
+                    if version > MAX_VERSION:  # someone published the last allowed version explicitly
+                        raise InputError("version", None, reason=f"{request.name!r} has used up its versions (the "
+                                         f"latest is {top}); publish under a new name")
                 elif row := db.execute("SELECT owner, status FROM items WHERE name = ? AND version = ?",
                                        (request.name, version)).fetchone():
                     raise _conflict(request.name, version, row)
