@@ -81,13 +81,14 @@ def test_from_archive_command_writes_the_schema(jij_archive, aiida_profile, tmp_
 
 
 def test_full_tensor_columns_are_converted_to_mlkkr_convention():
-    """18-column rows: D_aiida = 2 D_mlkkr, tensor columns = symmetric part; J = Tr/3 kept."""
+    """18-column rows (KKRhost's solver): D columns = D of (J − Jᵀ)/2 as JuKKR writes it (tbxccpljijdij.F90 divides
+    by 2), tensor columns = symmetric part; J = Tr/3 kept."""
     rng = np.random.default_rng(0)
     t = rng.normal(size=(3, 3))
     sym = (t + t.T) / 2
     a = (t - t.T) / 2
     d = np.array([a[1, 2], a[2, 0], a[0, 1]])
-    row = np.concatenate([[0, 0, 1, 0, 0, np.trace(t) / 3], 2 * d, sym.reshape(9)])
+    row = np.concatenate([[0, 0, 1, 0, 0, np.trace(t) / 3], d, sym.reshape(9)])
     got, parts = tensors_from_jij_expanded(row[None])
     np.testing.assert_allclose(got[0], t, atol=1e-12)
     assert parts == ["J", "D", "S"]

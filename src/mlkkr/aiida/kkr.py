@@ -543,11 +543,21 @@ def pair_builder(first: orm.Node, second: orm.Node, kkr: orm.AbstractCode | str,
     return builder
 
 
+#: KKRhost's Chebyshev solver with spin–orbit coupling: the radial mesh of JuKKR's own SOC tests at lmax 2
+#: (NPAN_LOG log panels up to R_LOG bohr, then NPAN_EQ equidistant ones, NCHEB points each)
+SOC_CHEBYSHEV = {"<USE_CHEBYCHEV_SOLVER>": True, "NPAN_LOG": 5, "NPAN_EQ": 7, "NCHEB": 10, "R_LOG": 0.6}
+
+
 def jij_builder(host: orm.Node, kkr: orm.AbstractCode | str, *, radius: float = 5.0,
                 sites_i: list[int] | None = None, sites_j: list[int] | None = None,
                 accuracy: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                params_kkr_overwrite: dict[str, Any] | None = None, label: str = "") -> ProcessBuilder:
-    """``kkr_jij_wc``: exchange interactions up to ``radius`` Å of the converged, magnetic host ``host``."""
+                params_kkr_overwrite: dict[str, Any] | None = None, soc: bool = False,
+                label: str = "") -> ProcessBuilder:
+    """``kkr_jij_wc``: exchange interactions up to ``radius`` Å of the converged, magnetic host ``host``.
+
+    ``soc``: the J_ij run uses KKRhost's Chebyshev solver with spin–orbit coupling (:data:`SOC_CHEBYSHEV`) on
+    the host's potential, converged with or without SOC: kkr_jij_wc then runs three magnetisation directions
+    and gives the full tensor (J, D, S); without it, the isotropic J of the host's own solver."""
     from aiida_kkr.tools.find_parent import find_parent_structure
     from aiida_kkr.workflows import kkr_jij_wc
 
@@ -572,6 +582,10 @@ def jij_builder(host: orm.Node, kkr: orm.AbstractCode | str, *, radius: float = 
         if unknown:
             raise InputError(f"accuracy.{unknown[0]}", accuracy[unknown[0]], allowed=sorted(wf["accuracy"]))
         wf["accuracy"] = {**wf["accuracy"], **accuracy}
+    if not isinstance(soc, bool):
+        raise InputError("soc", soc, allowed=[True, False])
+    if soc:
+        params_kkr_overwrite = {**SOC_CHEBYSHEV, **(params_kkr_overwrite or {})}
     kkr_code = resolve_code(kkr, KKRHOST, "kkr")
     builder = kkr_jij_wc.get_builder()
     builder.remote_data = remote

@@ -29,6 +29,14 @@ failure without it.
                         thousands of matches per quantity) the KKRimp parser ran for over ten minutes in
                         the daemon worker, holding up every other process of the user. Fix: one pass over
                         the lines with the same parsing of each match — the same array in the same order.
+``jij_tensor_frames``   aiida_kkr/tools/jij_tools.py:178-186 (``expand_jijs_dmi``) assembles the symmetric
+                        part of the full J_ij tensor from the runs with m ∥ x and m ∥ y as if JuKKR's local
+                        frames there were (y, z, x) and (x, z, −y)… : J_yz gets the wrong sign and the
+                        diagonal elements the wrong S terms. JuKKR rotates by R_z(φ)·R_y(θ): the local
+                        (x′, y′) are (−z, y) for m ∥ x and (−z, −x) for m ∥ y. Measured on bcc Fe: aiida-kkr's
+                        tensors break the crystal's own 48 point operations by 0.029 meV (as large as the
+                        anisotropy), the re-assembled ones by 7e-8 meV. Fix: the nine tensor columns are
+                        recomputed by :func:`full_tensor` (J = Tr/3 and D are unchanged).
 ``imp_gf_failure``      aiida_kkr/workflows/kkr_imp.py:669 reads ``gf_writeout.outputs.workflow_info``
                         after a failed host-GF write-out: NotExistentAttributeError and an excepted
                         work chain instead of an exit code. Fix: ``construct_startpot`` first returns
@@ -183,6 +191,52 @@ def _quadratic_parse(module: types.ModuleType) -> None:
     module.parse_array_float = _ORIGINAL_PARSE_ARRAY.get("parse_array_float", module.parse_array_float)
 
 
+# ------------------------------------------------------------------- the J_ij tensor frames (9)
+
+_JIJ_TOOLS = "aiida_kkr.tools.jij_tools"
+_ORIGINAL_EXPAND: dict[str, Callable] = {}
+
+
+def full_tensor(jz: Any, jx: Any, jy: Any) -> numpy.ndarray:
+    """The symmetric part of J_ij (3×3, meV) from one pair's rows of the ``Jij.atom*`` files of the three
+    KKRhost runs with m ∥ z, x, y (columns: |R|, J, D, S, A, … in Ry).
+
+    Each run gives, in its local frame (x′, y′, z′ = m), J = (J_x′x′ + J_y′y′)/2, S = (J_x′x′ − J_y′y′)/2 and
+    A = J_x′y′. JuKKR's local frame is the global one rotated by R_z(φ)·R_y(θ): (x′, y′) = (x, y) for m ∥ z
+    (θ = 0), (−z, y) for m ∥ x (θ = 90°, φ = 0) and (−z, −x) for m ∥ y (θ = 90°, φ = 90°). Every diagonal
+    element is seen by two runs and averaged."""
+    from masci_tools.util.constants import RY_TO_EV_KKR  # aiida-kkr's own conversion
+
+    jz, jx, jy = (numpy.asarray(v, float) for v in (jz, jx, jy))
+    t = numpy.empty((3, 3))
+    t[0, 0] = (jz[1] + jz[3] + jy[1] - jy[3]) / 2  # J_xx: x′x′ of the z run, y′y′ of the y run
+    t[1, 1] = (jz[1] - jz[3] + jx[1] - jx[3]) / 2  # J_yy: y′y′ of the z and x runs
+    t[2, 2] = (jx[1] + jx[3] + jy[1] + jy[3]) / 2  # J_zz: x′x′ of the x and y runs
+    t[0, 1] = t[1, 0] = jz[4]  # x′y′ = xy
+    t[1, 2] = t[2, 1] = -jx[4]  # x′y′ = (−z)(y)
+    t[0, 2] = t[2, 0] = jy[4]  # x′y′ = (−z)(−x)
+    return t * (1000 * RY_TO_EV_KKR)
+
+
+def _expand_with_frames(jijs_shells_x, jijs_shells_y, jijs_shells_z, *args, **kwargs):
+    """aiida-kkr's ``expand_jijs_dmi`` (rows in the order of the m ∥ z run, unchanged), its nine tensor
+    columns replaced by :func:`full_tensor`."""
+    expanded, positions = _ORIGINAL_EXPAND["expand_jijs_dmi"](jijs_shells_x, jijs_shells_y, jijs_shells_z,
+                                                              *args, **kwargs)
+    for row, (jz, jx, jy) in enumerate(zip(jijs_shells_z, jijs_shells_x, jijs_shells_y, strict=True)):
+        expanded[row, 9:18] = full_tensor(jz, jx, jy).ravel()
+    return expanded, positions
+
+
+def _fix_frames(module: types.ModuleType) -> None:
+    _ORIGINAL_EXPAND.setdefault("expand_jijs_dmi", module.expand_jijs_dmi)
+    module.expand_jijs_dmi = _expand_with_frames
+
+
+def _aiida_kkr_frames(module: types.ModuleType) -> None:
+    module.expand_jijs_dmi = _ORIGINAL_EXPAND.get("expand_jijs_dmi", module.expand_jijs_dmi)
+
+
 # ------------------------------------------------------------------------- failed GF write-out (7)
 
 GF_FAILURE_STATUS = 146
@@ -231,6 +285,8 @@ FIXES: dict[str, Fix] = {f.name: f for f in (
         "aiida_kkr/tools/jij_tools.py:498 np.product, removed in numpy 2"),
     Fix("parse_array_linear", _KKRPARSER_MODULE, _linear_parse, _quadratic_parse,
         "masci_tools/io/parsers/kkrparser_functions.py:52 parse_array_float rescans the output per match"),
+    Fix("jij_tensor_frames", _JIJ_TOOLS, _fix_frames, _aiida_kkr_frames,
+        "aiida_kkr/tools/jij_tools.py:178 assembles J_ij's symmetric part in the wrong local frames"),
     Fix("imp_gf_failure", "aiida_kkr.workflows.kkr_imp", _guard_gf_writeout, _disable("imp_gf_failure"),
         "aiida_kkr/workflows/kkr_imp.py:669 reads outputs of a failed GF write-out"),
 )}
@@ -267,6 +323,8 @@ def applied() -> dict[str, bool]:
             out[fix.name] = module.np is _NUMPY_VIEW
         elif fix.name == "parse_array_linear":
             out[fix.name] = module.parse_array_float is _parse_array_float_linear
+        elif fix.name == "jij_tensor_frames":
+            out[fix.name] = module.expand_jijs_dmi is _expand_with_frames
         elif fix.name == "imp_gf_failure":
             out[fix.name] = fix.name in ENABLED and _outline_calls_wrapper(module.kkr_imp_wc, "construct_startpot")
         else:

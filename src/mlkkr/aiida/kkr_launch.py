@@ -111,15 +111,17 @@ def submit_impurity(host: Any, impurity: kkr.Impurity, settings: kkr.ImpuritySet
 
 
 def submit_jij(host: Any, radius: float = 5.0, *, sites_i: list[int] | None = None, sites_j: list[int] | None = None,
-               kkr_code: Any = None, options: dict[str, Any] | None = None, label: str = "",
+               soc: bool = False, kkr_code: Any = None, options: dict[str, Any] | None = None, label: str = "",
                wait: bool = False) -> orm.ProcessNode:
     """Check and submit J_ij of a converged magnetic host (``kkr_jij_wc``); returns its node.
 
-    ``sites_i``/``sites_j``: the cell's site indices whose pairs are computed (None: every site)."""
+    ``sites_i``/``sites_j``: the cell's site indices whose pairs are computed (None: every site); ``soc``: with
+    spin–orbit coupling — the full tensor (J, D, S) from three magnetisation directions
+    (:func:`mlkkr.aiida.kkr.jij_builder`)."""
     from mlkkr.aiida.launch import launch
 
     builder = kkr.jij_builder(load_host(host), kkr_code or DEFAULT_CODES["kkr"], radius=radius, sites_i=sites_i,
-                              sites_j=sites_j, options=options, label=label)
+                              sites_j=sites_j, soc=soc, options=options, label=label)
     return _wait(record(launch(builder), "jij"), wait)
 
 

@@ -12,9 +12,14 @@ an ``ArrayData`` with
 converts to meV and flips the sign so that J > 0 is ferromagnetic, and J = Tr/3 — mlkkr's convention
 (:mod:`mlkkr.greens.exchange`). Conversions made here, explicitly:
 
-* D: aiida-kkr's D is twice mlkkr's (``D_mlkkr = D_aiida / 2``, :func:`mlkkr.data.schema.dmi_from_aiida_kkr`);
-  the tensor is rebuilt as ``J·1 + S + A(D)``. (Stated by aiida-kkr for its impurity parser; applied
-  to the host solver's D columns too. The reference archive has no D to check it on.)
+* D: as JuKKR's KKRhost writes it — ``(J_x′y′ − J_y′x′)/2`` in each run's frame, with the ½
+  (source/KKRhost/tbxccpljijdij.F90, ``jtmp(2)``), the sign of ``−D·(S_i × S_j)`` — which is mlkkr's D
+  of ``A = (J − Jᵀ)/2``; aiida-kkr copies it unchanged. (Its *impurity* parser writes D without the ½:
+  :func:`mlkkr.data.schema.dmi_from_aiida_kkr` is for that one, not used here.) The symmetric part: aiida-kkr
+  2.3.1 assembles it from the three runs in wrong local frames (:mod:`mlkkr.aiida.kkr_compat`,
+  ``jij_tensor_frames``); :func:`pairs_from_workflow` re-assembles it from the runs' own files
+  (:func:`reassembled_tensors`) and records which assembly it used in ``provenance["anisotropy"]``.
+  The tensor is ``J·1 + S + A(D)``.
 * Isotropic-only results (6 columns) become ``J·1``; their ``provenance["tensor_parts"]`` is
   ``["J"]`` (D and S were not computed, not measured zero).
 * Pair counting is the source's (JuKKR); it is recorded, not converted.
@@ -39,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from mlkkr.data.schema import ExchangePair, dmi_from_aiida_kkr
+from mlkkr.data.schema import ExchangePair
 from mlkkr.errors import InputError
 
 #: Two positions closer than this (Å) are the same site.
@@ -69,7 +74,7 @@ def tensors_from_jij_expanded(table: np.ndarray) -> tuple[np.ndarray, list[str]]
         sym = row[9:18].reshape(3, 3)
         sym = (sym + sym.T) / 2
         j = float(np.trace(sym) / 3)
-        out[r] = _compose(j, dmi_from_aiida_kkr(row[6:9]), sym - j * np.eye(3))
+        out[r] = _compose(j, row[6:9], sym - j * np.eye(3))
     return out, ["J", "D", "S"]
 
 
@@ -101,9 +106,61 @@ def crystal_environment(structure: Any, centres: np.ndarray, cutoff: float) -> t
     return [n for n, k in zip(names, keep, strict=True) if k], pts[keep]
 
 
+def _run_rows(calc: Any) -> np.ndarray:
+    """The rows of a J_ij KKRhost run's ``Jij.atom*`` files, the file's atom index (1-based) in the last column,
+    as aiida-kkr's ``get_jijs_shells`` reads them."""
+    retrieved = calc.outputs.retrieved
+    blocks = []
+    for name in sorted(n for n in retrieved.base.repository.list_object_names() if n.startswith("Jij.atom")):
+        rows = np.loadtxt(retrieved.base.repository.get_object_content(name).splitlines(), ndmin=2)
+        rows = rows[rows[:, 0].argsort(kind="stable")]
+        rows[:, -1] = int(name.split(".atom")[1])
+        blocks.append(rows)
+    return np.vstack(blocks)
+
+
+def reassembled_tensors(wc: Any, table: np.ndarray, bonds: np.ndarray) -> np.ndarray | None:
+    """Full tensors (n, 3, 3) meV of a spin–orbit ``kkr_jij_wc`` rebuilt from its three KKRhost runs' own
+    output with the local frames JuKKR uses (:func:`mlkkr.aiida.kkr_compat.full_tensor`; aiida-kkr 2.3.1
+    assembles the symmetric part in wrong frames), D as in ``table``; None where the runs or their files are
+    not there (an archive exported without them) or do not match ``table`` row for row."""
+    from mlkkr.aiida.kkr_compat import full_tensor
+
+    runs = {c.label[-1]: c for c in wc.called
+            if c.process_label == "KkrCalculation" and c.label in ("jij_calc_x", "jij_calc_y", "jij_calc_z")
+            and c.is_finished_ok}
+    if set(runs) != {"x", "y", "z"}:
+        return None
+    try:
+        raw = {k: _run_rows(c) for k, c in runs.items()}
+        from masci_tools.io.common_functions import get_aBohr2Ang
+
+        alat = float(runs["z"].outputs.output_parameters["alat_internal"]) * get_aBohr2Ang()
+    except (ValueError, IndexError, KeyError, AttributeError, OSError):
+        return None
+    z, x, y = raw["z"], raw["x"], raw["y"]
+    if not (z.shape == x.shape == y.shape and z.shape[1] >= 10 and np.allclose(z[:, 5:8], x[:, 5:8])
+            and np.allclose(z[:, 5:8], y[:, 5:8])):
+        return None
+    out = np.empty((len(table), 3, 3))
+    for r, (row, bond) in enumerate(zip(table, bonds, strict=True)):
+        hit = np.flatnonzero((z[:, -1] == row[0] + 1) & (z[:, -2] == row[1] + 1)
+                             & (np.linalg.norm(alat * z[:, 5:8] - bond, axis=1) < 1e-4))
+        if len(hit) != 1:
+            return None
+        k = hit[0]
+        sym = full_tensor(z[k], x[k], y[k])
+        j = float(np.trace(sym) / 3)
+        out[r] = _compose(j, row[6:9], sym - j * np.eye(3))
+    return out
+
+
 def pairs_from_jij_data(jij_data: Any, structure: Any, env_cutoff: float = 6.0,
-                        provenance: dict[str, Any] | None = None) -> list[ExchangePair]:
-    """Exchange pairs from a ``jij_data`` ArrayData and the crystal (StructureData) its indices refer to."""
+                        provenance: dict[str, Any] | None = None, workflow: Any = None) -> list[ExchangePair]:
+    """Exchange pairs from a ``jij_data`` ArrayData and the crystal (StructureData) its indices refer to.
+
+    ``workflow``: the ``kkr_jij_wc`` that made them; full tensors are then re-assembled from its runs
+    (:func:`reassembled_tensors`) and ``provenance["anisotropy"]`` says which assembly was used."""
     if not env_cutoff > 0:
         raise InputError("env_cutoff", env_cutoff, allowed="a positive distance in Å")
     names = set(jij_data.get_arraynames())
@@ -116,13 +173,21 @@ def pairs_from_jij_data(jij_data: Any, structure: Any, env_cutoff: float = 6.0,
         raise InputError("jij_data", [len(table), len(bonds)], reason="Jij_expanded and positions_expanded "
                          "differ in length")
     tensors, parts = tensors_from_jij_expanded(table)
+    anisotropy = {}
+    if table.shape[1] == 18:
+        again = reassembled_tensors(workflow, table, bonds) if workflow is not None else None
+        if again is not None:
+            tensors = again
+        anisotropy = {"anisotropy": "re-assembled from the m∥x, m∥y, m∥z runs (JuKKR's frames)" if again is not None
+                      else "as in jij_data, not re-assembled (the runs were not at hand): "
+                      "right if it was made with mlkkr's jij_tensor_frames fix in effect"}
     sites = structure.sites
     formula = structure.get_formula()
     cell = np.asarray(structure.cell, float)
     base = {"source": "aiida-kkr", "jij_data_uuid": jij_data.uuid, "structure_uuid": structure.uuid,
             "tensor_parts": parts, "environment_includes_host": True, "environment_cutoff": float(env_cutoff),
-            "conversion": "J as aiida-kkr (meV, J > 0 ferromagnetic, pair counting as JuKKR); D = D_aiida/2",
-            **(provenance or {})}
+            "conversion": "J, D as aiida-kkr (meV, J > 0 ferromagnetic, D of (J − Jᵀ)/2, pair counting as JuKKR)",
+            **anisotropy, **(provenance or {})}
     out = []
     for r, (row, bond, t) in enumerate(zip(table, bonds, tensors, strict=True)):
         i, j = int(row[0]), int(row[1])
@@ -147,7 +212,8 @@ def pairs_from_workflow(wc: Any, env_cutoff: float = 6.0) -> list[ExchangePair]:
     outputs = wc.outputs
     structure = outputs.structure_jij_sites
     return pairs_from_jij_data(outputs.jij_data, structure, env_cutoff,
-                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label, "workflow_label": wc.label})
+                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label, "workflow_label": wc.label},
+                               workflow=wc)
 
 
 def jij_workflows() -> list[Any]:

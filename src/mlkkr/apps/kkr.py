@@ -98,6 +98,7 @@ class KkrRequest:
     impurity_settings: Any = None  # mlkkr.aiida.kkr.ImpuritySettings
     cluster_radius: float = 2.5
     jij_radius: float = 5.0
+    jij_soc: bool = False  # J_ij with spin–orbit coupling: J, D and S
     label: str = ""
 
 
@@ -307,7 +308,7 @@ def engine_builder(request: KkrRequest):
 
 #: a field of mlkkr.aiida.kkr's checks -> the launcher's form field
 _JUKKR_FIELDS = {"impurity.site": "impurities[0].site", "impurity.element": "impurities[0].element",
-                 "impurity.radius": "cluster_radius", "host": "host_calc", "radius": "jij_radius",
+                 "impurity.radius": "cluster_radius", "host": "host_calc", "radius": "jij_radius", "soc": "jij_soc",
                  "voronoi": "voronoi_code", "kkr": "kkr_code", "kkrimp": "kkrimp_code"}
 
 
@@ -356,10 +357,10 @@ def _jukkr(request: KkrRequest, submit: bool) -> Any:
         host = kkr_launch.load_host(request.host_calc)
         if request.jukkr_task == "jij":
             if not submit:
-                kkr.jij_builder(host, host_code, radius=request.jij_radius, options=options)
+                kkr.jij_builder(host, host_code, radius=request.jij_radius, soc=request.jij_soc, options=options)
                 return None
-            return kkr_launch.submit_jij(host, request.jij_radius, kkr_code=host_code, options=options,
-                                         label=request.label)
+            return kkr_launch.submit_jij(host, request.jij_radius, soc=request.jij_soc, kkr_code=host_code,
+                                         options=options, label=request.label)
         if not request.impurities:
             raise InputError("impurities", [], reason="add the impurity to embed in the converged host")
         imp = request.impurities[0]

@@ -204,8 +204,12 @@ class KkrLauncherApp(LazyApp):
                                                                     "2.6 Å adds 12 neighbours (minutes)")),
             *[self.form.add(Field(f"impurity.{k}", w)) for k, w in self.imp_widgets.items()]])
         self.jij_radius = ipw.FloatText(value=5.0, description="J_ij radius (Å)", style=_WIDE)
+        self.jij_soc = ipw.Checkbox(value=False, description="with spin–orbit coupling (J, D, S)", indent=False)
         self.jij_box = ipw.VBox([self.form.add(Field("jij_radius", self.jij_radius,
-                                                     help="pairs up to this distance; the host must be magnetic"))])
+                                                     help="pairs up to this distance; the host must be magnetic")),
+                                 self.form.add(Field("jij_soc", self.jij_soc,
+                                                     help="Chebyshev solver, three magnetisation directions: "
+                                                          "about three times the isotropic run"))])
         self.jukkr_codes_box = ipw.VBox([ipw.HTML('<span class="mlkkr-help">Loading codes …</span>')])
         self.jukkr_box = ipw.VBox([self.jukkr_task, self.host_box, self.host_calc_field, self.imp_box, self.jij_box,
                                    self.jukkr_codes_box])
@@ -324,7 +328,8 @@ class KkrLauncherApp(LazyApp):
             resources=kkr.Resources(self.machines.value, self.mpiprocs.value, self.walltime.value),
             jukkr_task=self.jukkr_task.value, voronoi_code=codes.get("voronoi_code"), kkr_code=codes.get("kkr_code"),
             kkrimp_code=codes.get("kkrimp_code"), host_calc=self.host_calc.value, host_settings=host_settings,
-            impurity_settings=imp_settings, cluster_radius=self.radius.value, jij_radius=self.jij_radius.value)
+            impurity_settings=imp_settings, cluster_radius=self.radius.value, jij_radius=self.jij_radius.value,
+            jij_soc=self.jij_soc.value)
 
     # -- submit and follow -------------------------------------------------------------------------
 

@@ -305,10 +305,13 @@ def kkr_impurity(host, element, site, radius, convergence, max_iterations, mag_i
 @click.option("--radius", type=float, default=5.0, show_default=True, help="Largest pair distance (Å).")
 @click.option("--sites", default=None, help="Site indices of the cell whose pairs are computed, e.g. 0 or 0,1 "
               "(the magnetic ones) [default: every site].")
+@click.option("--soc/--no-soc", default=False, show_default=True,
+              help="With spin-orbit coupling (KKRhost's Chebyshev solver, three magnetisation directions): "
+              "the full tensor J, D and S instead of the isotropic J.")
 @click.option("--kkr-code", default=None)
 @_kkr_options
 @handle_errors
-def kkr_jij(host, radius, sites, kkr_code, walltime, queue, wait, profile, as_json):
+def kkr_jij(host, radius, sites, soc, kkr_code, walltime, queue, wait, profile, as_json):
     """Exchange interactions J_ij (kkr_jij_wc) of the converged magnetic HOST."""
     from mlkkr.aiida.kkr import options_dict
     from mlkkr.aiida.kkr_launch import submit_jij
@@ -323,7 +326,7 @@ def kkr_jij(host, radius, sites, kkr_code, walltime, queue, wait, profile, as_js
         if not chosen:
             raise InputError("sites", sites, allowed="comma-separated site indices, e.g. 0,1")
     load_user_profile(profile)
-    node = submit_jij(host, radius, sites_i=chosen, sites_j=chosen, kkr_code=kkr_code,
+    node = submit_jij(host, radius, sites_i=chosen, sites_j=chosen, soc=soc, kkr_code=kkr_code,
                       options=options_dict(max_wallclock_seconds=walltime, queue_name=queue or ""), wait=wait)
     emit(describe(node), as_json, _kkr_human)
 
