@@ -48,11 +48,14 @@ class HubClient:
         response = self._form("/hub/login", {"username": self.username, "password": self.password})
         return response.status_code == 302 and "/hub/login" not in response.headers.get("Location", "")
 
+    def xsrf(self) -> str:
+        """This session's xsrf token (the ``_xsrf`` cookie the hub set at login), for POSTs by cookie."""
+        return self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf") or ""
+
     def make_token(self, note: str = "mlkkr client") -> str:
-        xsrf = self.session.cookies.get("_xsrf", path="/hub/") or self.session.cookies.get("_xsrf")
         response = self.session.post(
             f"{self.url}/hub/api/users/{self.username}/tokens", json={"note": note, "expires_in": 3600},
-            headers={"X-XSRFToken": xsrf or ""}, timeout=30)
+            headers={"X-XSRFToken": self.xsrf()}, timeout=30)
         if response.status_code != 201:
             raise HubError(f"token for {self.username}: {response.status_code} {response.text[:200]}")
         self.token = response.json()["token"]
@@ -64,11 +67,23 @@ class HubClient:
         headers = dict(kwargs.pop("headers", {}), Authorization=f"token {self.token}")
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
 
-    def authorize(self, username: str) -> None:
-        """As an admin: approve ``username`` (NativeAuthenticator's /hub/authorize page)."""
-        response = self.session.get(f"{self.url}/hub/authorize/{username}", timeout=30)
+    def authorize(self, username: str, action: str = "approve") -> None:
+        """As an admin: approve (or ``action="unapprove"``) ``username``, as the buttons of /hub/authorize
+        do: a POST with this session's xsrf token. Raises HubError with the hub's reason if refused."""
+        return self._admin_post(f"/hub/authorize/{username}", {"action": action}, f"{action} {username}")
+
+    def discard(self, username: str) -> None:
+        """As an admin: delete the account ``username`` that was never approved (POST with the token)."""
+        return self._admin_post(f"/hub/discard/{username}", {}, f"discard {username}")
+
+    def _admin_post(self, path: str, data: dict[str, str], what: str) -> None:
+        response = self.session.post(f"{self.url}{path}", data=dict(data, _xsrf=self.xsrf()), timeout=30,
+                                     allow_redirects=False)
         if response.status_code >= 400:
-            raise HubError(f"authorize {username}: {response.status_code}")
+            alert = re.search(r'id="authorize-message"[^>]*>([^<]*)<', response.text)
+            text = alert.group(1) if alert else re.sub(r"<[^>]+>", " ", response.text)
+            reason = " ".join(text.split())[-300:]
+            raise HubError(f"{what}: {response.status_code} {reason}")
 
     def start_server(self, username: str | None = None) -> int:
         return self.api("POST", f"/users/{username or self.username}/server").status_code

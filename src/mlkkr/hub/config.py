@@ -1,8 +1,9 @@
 """JupyterHub configuration of the local mode (the embedded default).
 
-- Authentication: NativeAuthenticator. Anyone may sign up; a new account needs an admin's approval at
-  ``/hub/authorize``, except the configured first admin (``hub.admin``), who is approved on sign-up.
-  Too many failed logins lock the account for a while. Usernames are restricted to
+- Authentication: NativeAuthenticator, hardened by :mod:`mlkkr.hub.auth`. Anyone may sign up; a new
+  account needs an admin's approval at ``/hub/authorize`` (POST forms with the xsrf token), except the
+  configured first admin (``hub.admin``), who is approved on sign-up. Too many failed logins lock the
+  account for a while. Cookies are SameSite=Lax. Usernames are restricted to
   ``[a-z0-9][a-z0-9_.-]*`` so that they are safe as folder and database names.
 - Spawner: JupyterHub's simple local process spawner (every user runs as the hub's OS user — there is
   no isolation between users in this mode; use the single-host or cluster mode for that), one home
@@ -134,12 +135,16 @@ def configure_network(c, settings, state: Path) -> None:
 
 
 def configure_auth(c, settings) -> None:
-    """NativeAuthenticator: sign-up with admin approval, lock-out, safe usernames (every mode)."""
+    """NativeAuthenticator, hardened (:mod:`mlkkr.hub.auth`): sign-up with admin approval, lock-out,
+    safe usernames (every mode); the hub's cookies are SameSite=Lax."""
     import nativeauthenticator
 
+    from mlkkr.hub.auth import TEMPLATES
+
     hub = settings["hub"]
-    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-    c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
+    c.JupyterHub.authenticator_class = "mlkkr.hub.auth.MlkkrAuthenticator"
+    # mlkkr's templates (the approval page with POST forms) before NativeAuthenticator's.
+    c.JupyterHub.template_paths = [str(TEMPLATES), str(Path(nativeauthenticator.__file__).parent / "templates")]
     c.NativeAuthenticator.open_signup = False
     c.NativeAuthenticator.allowed_failed_logins = hub["allowed_failed_logins"]
     c.NativeAuthenticator.seconds_before_next_try = hub["lockout_seconds"]
@@ -150,6 +155,11 @@ def configure_auth(c, settings) -> None:
     # authenticates is allowed in.
     c.Authenticator.allow_all = True
     c.Authenticator.username_pattern = USERNAME_PATTERN
+    # The login cookie, the session id and (by default the same options) the _xsrf cookie: not sent
+    # with requests that other sites start, except top-level GET navigation, which changes nothing.
+    tornado_settings = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
+    cookie_options = dict(tornado_settings.get("cookie_options", {}), samesite="Lax")
+    c.JupyterHub.tornado_settings = dict(tornado_settings, cookie_options=cookie_options)
 
 
 def configure_local_spawner(c, settings) -> None:

@@ -1,0 +1,137 @@
+"""The hub's authenticator: NativeAuthenticator, hardened.
+
+:class:`MlkkrAuthenticator` keeps NativeAuthenticator's sign-up, admin approval, lock-out and 2FA, and
+changes two things:
+
+- **Approval and discard change state on POST only.** NativeAuthenticator toggles an account's approval
+  on ``GET /hub/authorize/<name>`` and deletes it on ``GET /hub/discard/<name>``, so any page an admin
+  visits could approve an account or drop one with a link or an ``<img>``. Here those URLs answer GET
+  with 405 and change state on POST, which JupyterHub refuses (403) without the ``_xsrf`` token of the
+  admin's session when the request is authenticated by cookie. The approval page
+  (``templates/authorization-area.html``) uses POST forms carrying the token. A POST names what it
+  wants (``action=approve|unapprove``), so a repeated request changes nothing more.
+- **Admins cannot lock the hub out.** Withdrawing one's own approval, or that of the last approved
+  admin, is refused with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import AuthorizationAreaHandler, admin_users_scope
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+
+#: mlkkr's templates; they come before NativeAuthenticator's in ``JupyterHub.template_paths``.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+ACTIONS = ("approve", "unapprove")
+
+
+def _refusal(status: int, message: str) -> web.HTTPError:
+    error = web.HTTPError(status, message.replace("%", "%%"))
+    error.jupyterhub_message = message  # what JupyterHub's error page shows
+    return error
+
+
+class MlkkrAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator with POST-only approval and admin safeguards (see the module's doc)."""
+
+    def get_handlers(self, app):
+        replaced = {
+            r"/authorize": MlkkrAuthorizationAreaHandler,
+            r"/authorize/([^/]*)": ApprovalHandler,
+            r"/discard/([^/]*)": DiscardHandler,
+        }
+        return [(route, replaced.get(route, handler)) for route, handler in super().get_handlers(app)]
+
+    # -- approval ----------------------------------------------------------------------------------
+
+    def is_hub_admin(self, handler, username: str) -> bool:
+        if username in self.admin_users:
+            return True
+        user = handler.find_user(username)
+        return bool(user is not None and user.admin)
+
+    def approved_admins(self, handler) -> list[str]:
+        return [info.username for info in UserInfo.all_users(self.db)
+                if info.is_authorized and self.is_hub_admin(handler, info.username)]
+
+
+class MlkkrAuthorizationAreaHandler(AuthorizationAreaHandler):
+    """The /hub/authorize page (mlkkr's template: POST forms with the xsrf token)."""
+
+    @admin_users_scope
+    async def get(self):
+        await self.render_area()
+
+    async def render_area(self, message: str = "", alert: str = "alert-info") -> None:
+        html = await self.render_template(
+            "authorization-area.html", ask_email=self.authenticator.ask_email_on_signup,
+            users=self.db.query(UserInfo).all(), message=message, alert=alert)
+        self.finish(html)
+
+
+class _PostOnly(MlkkrAuthorizationAreaHandler):
+    what = ""
+
+    @admin_users_scope
+    async def get(self, user_name):
+        """405, and the approval page with the reason: a GET (a link, an image) changes nothing."""
+        self.set_status(405)
+        self.set_header("Allow", "POST")
+        await self.render_area(f"Nothing was changed: {self.what} changes only with the buttons on this "
+                               "page (a form sent with POST); a link cannot change it.", alert="alert-danger")
+
+
+class ApprovalHandler(_PostOnly):
+    """POST /hub/authorize/<name> with ``action=approve`` (default) or ``action=unapprove``."""
+
+    what = "an account's approval"
+
+    @admin_users_scope
+    async def post(self, user_name):
+        auth = self.authenticator
+        action = self.get_body_argument("action", "approve")
+        if action not in ACTIONS:
+            raise _refusal(400, f"action: {action!r} is not allowed; allowed: {', '.join(ACTIONS)}")
+        info = UserInfo.find(self.db, user_name)
+        if info is None:
+            raise _refusal(404, f"No account {user_name!r} has signed up.")
+        if action == "unapprove" and info.is_authorized:
+            me = self.current_user.name
+            if user_name == me:
+                return await self._refuse(
+                    f"You cannot withdraw your own approval ({me}): you would lock yourself out. "
+                    "Another admin can do it.")
+            if auth.is_hub_admin(self, user_name) and auth.approved_admins(self) == [user_name]:
+                return await self._refuse(
+                    f"{user_name} is the last approved admin: withdrawing the approval would leave nobody "
+                    "who can approve accounts. Approve another admin first.")
+        want = action == "approve"
+        if bool(info.is_authorized) != want:
+            info.is_authorized = want
+            self.db.commit()
+            self.log.info("%s %s the account %s", self.current_user.name, f"{action}d", user_name)
+        self.redirect(f"{self.hub.base_url}authorize#{user_name}")
+
+    async def _refuse(self, message: str) -> None:
+        self.set_status(409)
+        await self.render_area(message, alert="alert-danger")
+
+
+class DiscardHandler(_PostOnly):
+    """POST /hub/discard/<name>: delete an account that was never approved."""
+
+    what = "discarding an account"
+
+    @admin_users_scope
+    async def post(self, user_name):
+        info = self.authenticator.get_user(user_name)
+        if info is not None and not info.is_authorized:
+            self.authenticator.delete_user(type("User", (), {"name": user_name}))
+            if self.users.get(user_name) is not None:
+                self.users.delete(user_name)
+            self.log.info("%s discarded the account %s", self.current_user.name, user_name)
+        self.redirect(f"{self.hub.base_url}authorize")

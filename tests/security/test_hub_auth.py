@@ -1,0 +1,144 @@
+"""The hub's login and approval pages against a real hub (``mlkkr hub``), as an attacker would try them
+(issue 15):
+
+- approval and discard changed state on GET (``/hub/authorize/<name>``, ``/hub/discard/<name>``), so any
+  page an admin opened could approve an account or drop one; the hub's cookies had no SameSite.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from mlkkr.hub.client import HubClient, HubError
+from support import PASSWORD
+
+#: what a browser sends when another site makes it navigate to, or submit a form at, the hub
+CROSS_SITE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory):
+    return hub_factory()
+
+
+@pytest.fixture(scope="module")
+def admin(hub):
+    return hub.user("admin")
+
+
+def text(response: requests.Response) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.text).split())
+
+
+def approved(hub, username: str) -> bool:
+    """Whether ``username`` can log in (a fresh session)."""
+    return hub.client(username).login()
+
+
+def listed(admin: HubClient, username: str) -> bool:
+    page = admin.session.get(f"{admin.url}/hub/authorize", timeout=30)
+    assert page.status_code == 200, page.status_code
+    return f'id="{username}"' in page.text
+
+
+def set_cookies(response: requests.Response) -> dict[str, str]:
+    """Set-Cookie headers of one response, by cookie name."""
+    return {header.split("=", 1)[0]: header for header in response.raw.headers.getlist("Set-Cookie")}
+
+
+def test_hub_cookies_are_samesite_lax(hub, admin):
+    """The login cookie, the session id and the _xsrf cookie are not sent with cross-site subrequests."""
+    client = hub.client("admin")
+    page = client.session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = set_cookies(page)["_xsrf"]
+    assert "samesite=lax" in xsrf.lower(), xsrf
+    login = client._form("/hub/login", {"username": "admin", "password": PASSWORD})
+    assert login.status_code == 302, text(login)
+    cookies = set_cookies(login)
+    assert {"jupyterhub-hub-login", "jupyterhub-session-id", "_xsrf"} <= set(cookies), cookies
+    for name, header in cookies.items():
+        assert "samesite=lax" in header.lower(), (name, header)
+
+
+def test_get_on_authorize_and_discard_changes_nothing(hub, admin):
+    """A link or an <img> in any page the admin opens (a GET with the admin's cookies) neither approves
+    nor discards an account."""
+    mallory = hub.client("mallory")
+    mallory.signup()
+    victim = hub.client("victim")
+    victim.signup()
+    assert not approved(hub, "mallory")
+    for headers in (CROSS_SITE, {}):
+        response = admin.session.get(f"{hub.url}/hub/authorize/mallory", headers=headers, timeout=30)
+        assert response.status_code == 405, (response.status_code, text(response)[:300])
+        assert "Nothing was changed" in text(response)
+        response = admin.session.get(f"{hub.url}/hub/discard/victim", headers=headers, timeout=30)
+        assert response.status_code == 405, (response.status_code, text(response)[:300])
+    assert not approved(hub, "mallory"), "a GET approved an account"
+    assert listed(admin, "victim"), "a GET discarded an account"
+
+
+def test_post_without_the_xsrf_token_is_refused_and_changes_nothing(hub, admin):
+    """A form another site submits with the admin's cookies has no valid token: 403, nothing changed."""
+    eve = hub.client("eve")
+    eve.signup()
+    foreign = hub.client("x").session.get(f"{hub.url}/hub/login", timeout=30).cookies.get("_xsrf")
+    for token in (None, "forged-token", foreign):
+        data = {"action": "approve"} if token is None else {"action": "approve", "_xsrf": token}
+        response = admin.session.post(f"{hub.url}/hub/authorize/eve", data=data, headers=CROSS_SITE,
+                                      timeout=30, allow_redirects=False)
+        assert response.status_code == 403, (token, response.status_code)
+        assert "xsrf" in response.text.lower()
+        response = admin.session.post(f"{hub.url}/hub/discard/eve", data={} if token is None else {"_xsrf": token},
+                                      headers=CROSS_SITE, timeout=30, allow_redirects=False)
+        assert response.status_code == 403, (token, response.status_code)
+    assert not approved(hub, "eve")
+    assert listed(admin, "eve")
+    # With the session's own token (what the approval page's forms send) it works.
+    admin.authorize("eve")
+    assert approved(hub, "eve")
+    admin.authorize("eve")  # idempotent: approving twice does not toggle it back
+    assert approved(hub, "eve")
+    admin.authorize("eve", action="unapprove")
+    assert not approved(hub, "eve")
+    admin.discard("eve")
+    assert not listed(admin, "eve")
+    assert "sent to the admin" in hub.client("eve").signup()  # the name is free again
+
+
+def test_approval_page_uses_post_forms_with_the_token(hub, admin):
+    hub.client("frank").signup()
+    page = admin.session.get(f"{hub.url}/hub/authorize", timeout=30)
+    assert page.status_code == 200
+    html = page.text
+    token = admin.xsrf()
+    assert token and f'name="_xsrf" value="{token}"' in html
+    for path in ("authorize/frank", "discard/frank", "authorize/admin"):
+        assert re.search(rf'<form method="post" action="/hub/{path}"', html), path
+        assert f'href="/hub/{path}"' not in html, f"a link still changes state: {path}"
+
+
+def test_an_admin_cannot_unapprove_themself_or_the_last_admin(hub, admin):
+    with pytest.raises(HubError, match="own approval") as refused:
+        admin.authorize("admin", action="unapprove")
+    assert "409" in str(refused.value)
+    assert approved(hub, "admin")
+    # A second admin, carol: admin may withdraw carol's approval (admin stays approved) ...
+    carol = hub.user("carol", admin=admin)
+    assert admin.api("PATCH", "/users/carol", json={"admin": True}).status_code == 200
+    admin.authorize("carol", action="unapprove")
+    assert not approved(hub, "carol")
+    # ... and carol's session, still open, cannot then withdraw the last approved admin's.
+    with pytest.raises(HubError, match="last approved admin") as refused:
+        carol.authorize("admin", action="unapprove")
+    assert "409" in str(refused.value)
+    assert approved(hub, "admin")
+    # Re-approved, carol is an approved admin again, and the other admin's approval may be withdrawn.
+    admin.authorize("carol")
+    carol.authorize("admin", action="unapprove")
+    assert not approved(hub, "admin")
+    carol.authorize("admin")
+    assert approved(hub, "admin")
