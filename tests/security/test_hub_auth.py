@@ -2,7 +2,8 @@
 (issue 15):
 
 - approval and discard changed state on GET (``/hub/authorize/<name>``, ``/hub/discard/<name>``), so any
-  page an admin opened could approve an account or drop one; the hub's cookies had no SameSite.
+  page an admin opened could approve an account or drop one; the hub's cookies had no SameSite;
+- the lock-out after too many failed logins was reported as "Invalid username or password".
 """
 
 from __future__ import annotations
@@ -142,3 +143,27 @@ def test_an_admin_cannot_unapprove_themself_or_the_last_admin(hub, admin):
     assert not approved(hub, "admin")
     carol.authorize("admin")
     assert approved(hub, "admin")
+
+
+def test_lockout_says_locked_and_for_how_long(hub, admin):
+    dave = hub.user("dave", admin=admin)
+    assert dave is not None
+    wrong = hub.client("dave", password="not-the-password-1")
+    for attempt in range(2):
+        page = wrong._form("/hub/login", {"username": "dave", "password": wrong.password})
+        assert page.status_code == 200 and "Invalid username or password" in text(page), attempt
+    page = wrong._form("/hub/login", {"username": "dave", "password": wrong.password})
+    message = text(page)
+    # hub.allowed_failed_logins = 3, hub.lockout_seconds = 600 (the defaults)
+    assert "locked" in message and "Try again in 10 minutes" in message, message
+    # While locked, even the right password is refused, with the same message.
+    right = hub.client("dave")
+    page = right._form("/hub/login", {"username": "dave", "password": PASSWORD})
+    assert page.status_code == 200
+    assert "locked" in text(page) and re.search(r"Try again in (9|10) minutes", text(page)), text(page)
+    # Unknown users and unapproved users keep their messages.
+    page = right._form("/hub/login", {"username": "nobody", "password": PASSWORD})
+    assert "Invalid username or password" in text(page)
+    hub.client("gina").signup()
+    page = hub.client("gina")._form("/hub/login", {"username": "gina", "password": PASSWORD})
+    assert "has not been authorized by an administrator yet" in text(page)

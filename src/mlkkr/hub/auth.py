@@ -1,7 +1,7 @@
 """The hub's authenticator: NativeAuthenticator, hardened.
 
 :class:`MlkkrAuthenticator` keeps NativeAuthenticator's sign-up, admin approval, lock-out and 2FA, and
-changes two things:
+changes three things:
 
 - **Approval and discard change state on POST only.** NativeAuthenticator toggles an account's approval
   on ``GET /hub/authorize/<name>`` and deletes it on ``GET /hub/discard/<name>``, so any page an admin
@@ -12,14 +12,19 @@ changes two things:
   wants (``action=approve|unapprove``), so a repeated request changes nothing more.
 - **Admins cannot lock the hub out.** Withdrawing one's own approval, or that of the last approved
   admin, is refused with the reason.
+- **Lock-out is said.** After ``allowed_failed_logins`` failures the login page says that the account is
+  locked and in how many minutes it may try again, instead of "Invalid username or password".
 """
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from pathlib import Path
 
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import AuthorizationAreaHandler, admin_users_scope
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 
@@ -36,15 +41,26 @@ def _refusal(status: int, message: str) -> web.HTTPError:
 
 
 class MlkkrAuthenticator(NativeAuthenticator):
-    """NativeAuthenticator with POST-only approval and admin safeguards (see the module's doc)."""
+    """NativeAuthenticator with POST-only approval, admin safeguards, and a lock-out message
+    (see the module's doc)."""
 
     def get_handlers(self, app):
         replaced = {
+            r"/login": MlkkrLoginHandler,
             r"/authorize": MlkkrAuthorizationAreaHandler,
             r"/authorize/([^/]*)": ApprovalHandler,
             r"/discard/([^/]*)": DiscardHandler,
         }
         return [(route, replaced.get(route, handler)) for route, handler in super().get_handlers(app)]
+
+    # -- login -------------------------------------------------------------------------------------
+
+    def lockout_remaining(self, username: str) -> float:
+        """Seconds until ``username`` may try again (0 when not locked)."""
+        if not self.allowed_failed_logins or not self.is_blocked(username):
+            return 0.0
+        elapsed = (datetime.now() - self.login_attempts[username]["time"]).total_seconds()
+        return max(self.seconds_before_next_try - elapsed, 0.0)
 
     # -- approval ----------------------------------------------------------------------------------
 
@@ -57,6 +73,34 @@ class MlkkrAuthenticator(NativeAuthenticator):
     def approved_admins(self, handler) -> list[str]:
         return [info.username for info in UserInfo.all_users(self.db)
                 if info.is_authorized and self.is_hub_admin(handler, info.username)]
+
+
+class MlkkrLoginHandler(NativeLoginHandler):
+    """NativeAuthenticator's login page; a refusal says when the account is locked."""
+
+    async def post(self):
+        data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        auth_timer = self.statsd.timer("login.authenticate").start()
+        user = await self.login_user(data)
+        auth_timer.stop(send=False)
+        if user:
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        username = data.get("username", "")
+        auth = self.authenticator
+        name = auth.normalize_username(username)
+        info = auth.get_user(name)
+        error = "Invalid username or password."
+        if info is not None and auth.lockout_remaining(name) > 0:
+            remaining = auth.lockout_remaining(name)
+            minutes = max(1, math.ceil(remaining / 60))
+            error = (f"Too many failed logins: the account {username} is locked. "
+                     f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+        elif info is not None and not info.is_authorized and info.is_valid_password(data.get("password", "")):
+            error = f"User {username} has not been authorized by an administrator yet."
+        html = await self._render(login_error=error, username=username)
+        self.finish(html)
 
 
 class MlkkrAuthorizationAreaHandler(AuthorizationAreaHandler):

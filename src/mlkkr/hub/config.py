@@ -3,7 +3,7 @@
 - Authentication: NativeAuthenticator, hardened by :mod:`mlkkr.hub.auth`. Anyone may sign up; a new
   account needs an admin's approval at ``/hub/authorize`` (POST forms with the xsrf token), except the
   configured first admin (``hub.admin``), who is approved on sign-up. Too many failed logins lock the
-  account for a while. Cookies are SameSite=Lax. Usernames are restricted to
+  account for a while, and the login page says for how long. Cookies are SameSite=Lax. Usernames are restricted to
   ``[a-z0-9][a-z0-9_.-]*`` so that they are safe as folder and database names.
 - Spawner: JupyterHub's simple local process spawner (every user runs as the hub's OS user — there is
   no isolation between users in this mode; use the single-host or cluster mode for that), one home
