@@ -3,12 +3,16 @@
 
 - approval and discard changed state on GET (``/hub/authorize/<name>``, ``/hub/discard/<name>``), so any
   page an admin opened could approve an account or drop one; the hub's cookies had no SameSite;
-- the lock-out after too many failed logins was reported as "Invalid username or password".
+- the lock-out after too many failed logins was reported as "Invalid username or password";
+- bcrypt ran on the hub's event loop, so a burst of logins stalled every other request.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -167,3 +171,51 @@ def test_lockout_says_locked_and_for_how_long(hub, admin):
     hub.client("gina").signup()
     page = hub.client("gina")._form("/hub/login", {"username": "gina", "password": PASSWORD})
     assert "has not been authorized by an administrator yet" in text(page)
+
+
+def test_logins_do_not_stall_the_hub(hub, admin):
+    """While a burst of logins with wrong passwords is checked, the hub answers other requests at once:
+    the health check's latency during the burst is a small part of the burst's duration (measured in
+    this run; bcrypt used to run on the event loop and held every request until the burst was done)."""
+    users = [f"load{i}" for i in range(4)]
+    for name in users:
+        hub.client(name).signup()
+    attempts = [name for name in users for _ in range(2)]  # 2 < allowed_failed_logins: no lock-out
+
+    def wrong_login(name: str) -> float:
+        client = hub.client(name, password="wrong-password-123")
+        page = client.session.get(f"{hub.url}/hub/login", timeout=60)
+        token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        barrier.wait()
+        start = time.monotonic()
+        response = client.session.post(f"{hub.url}/hub/login", data={
+            "username": name, "password": client.password, "_xsrf": token}, timeout=120, allow_redirects=False)
+        assert response.status_code == 200 and "Invalid username or password" in text(response)
+        return time.monotonic() - start
+
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll_health() -> None:
+        barrier.wait()
+        time.sleep(0.05)  # the logins are sent first
+        while not done.is_set():
+            start = time.monotonic()
+            assert requests.get(f"{hub.url}/hub/health", timeout=120).status_code == 200
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.02)
+
+    barrier = threading.Barrier(len(attempts) + 1)
+    with ThreadPoolExecutor(len(attempts) + 1) as pool:
+        poller = pool.submit(poll_health)
+        start = time.monotonic()
+        durations = list(pool.map(wrong_login, attempts))
+        burst = time.monotonic() - start
+        done.set()
+        poller.result()
+    print(f"burst of {len(attempts)} logins: {burst:.2f} s; health latency during it: max {max(latencies):.3f} s, "
+          f"{len(latencies)} requests")
+    assert len(latencies) >= 2, (latencies, burst)
+    assert max(durations) > 0.5, f"the burst did no real work ({durations}); the test measures nothing"
+    assert max(latencies) < burst / 2, (
+        f"the hub stalled: health took up to {max(latencies):.2f} s during a {burst:.2f} s burst of logins")

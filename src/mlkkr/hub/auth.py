@@ -1,7 +1,7 @@
 """The hub's authenticator: NativeAuthenticator, hardened.
 
 :class:`MlkkrAuthenticator` keeps NativeAuthenticator's sign-up, admin approval, lock-out and 2FA, and
-changes three things:
+changes four things:
 
 - **Approval and discard change state on POST only.** NativeAuthenticator toggles an account's approval
   on ``GET /hub/authorize/<name>`` and deletes it on ``GET /hub/discard/<name>``, so any page an admin
@@ -14,14 +14,22 @@ changes three things:
   admin, is refused with the reason.
 - **Lock-out is said.** After ``allowed_failed_logins`` failures the login page says that the account is
   locked and in how many minutes it may try again, instead of "Invalid username or password".
+- **bcrypt runs off the event loop.** A password check takes a few hundred milliseconds of CPU; in
+  NativeAuthenticator it runs on the hub's event loop (twice for a failed login), so a burst of logins
+  stalls every other request of the hub. Here only ``bcrypt.checkpw`` runs in a worker thread; every
+  database access stays on the loop thread (the hub's SQLAlchemy session is not thread-safe). The
+  checks of one username run one at a time, so concurrent guesses are counted exactly as sequential
+  ones are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime
 from pathlib import Path
 
+import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import AuthorizationAreaHandler, admin_users_scope
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
@@ -34,6 +42,14 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 ACTIONS = ("approve", "unapprove")
 
 
+def check_password(password: str, hashed: bytes) -> bool:
+    """bcrypt's check; no database access (it runs in a worker thread)."""
+    try:
+        return bcrypt.checkpw(password.encode("utf-8"), hashed)
+    except (ValueError, UnicodeEncodeError):  # longer than bcrypt's 72 bytes, or not encodable
+        return False
+
+
 def _refusal(status: int, message: str) -> web.HTTPError:
     error = web.HTTPError(status, message.replace("%", "%%"))
     error.jupyterhub_message = message  # what JupyterHub's error page shows
@@ -41,8 +57,12 @@ def _refusal(status: int, message: str) -> web.HTTPError:
 
 
 class MlkkrAuthenticator(NativeAuthenticator):
-    """NativeAuthenticator with POST-only approval, admin safeguards, and a lock-out message
-    (see the module's doc)."""
+    """NativeAuthenticator with POST-only approval, admin safeguards, a lock-out message and
+    password checks off the event loop (see the module's doc)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._login_locks: dict[str, list] = {}  # username -> [lock, requests using it]
 
     def get_handlers(self, app):
         replaced = {
@@ -62,6 +82,48 @@ class MlkkrAuthenticator(NativeAuthenticator):
         elapsed = (datetime.now() - self.login_attempts[username]["time"]).total_seconds()
         return max(self.seconds_before_next_try - elapsed, 0.0)
 
+    async def authenticate(self, handler, data):
+        """NativeAuthenticator's check with bcrypt in a worker thread.
+
+        Records why a login failed on the handler (``handler.mlkkr_login_refusal``: ``"locked"`` or
+        ``"unapproved"``) so that the login page can say it without checking the password again."""
+        username = self.normalize_username(data.get("username", ""))
+        password = data.get("password", "")
+        user = self.get_user(username)
+        if not user:
+            return None
+        entry = self._login_locks.setdefault(username, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await self._check_login(handler, username, user, password, data)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._login_locks[username]
+
+    async def _check_login(self, handler, username, user, password, data):
+        if self.allowed_failed_logins and self.is_blocked(username):
+            _note_refusal(handler, "locked")
+            return None
+        hashed = bytes(user.password)  # read on the loop thread; only bcrypt leaves it
+        valid = await asyncio.to_thread(check_password, password, hashed)
+        user = self.get_user(username)  # the session may have changed while bcrypt ran
+        if user is None:
+            return None
+        validations = [user.is_authorized, valid]
+        if user.has_2fa:
+            validations.append(user.is_valid_token(data.get("2fa")))
+        if all(validations):
+            self.successful_login(username)
+            return username
+        self.add_login_attempt(username)
+        if self.allowed_failed_logins and self.is_blocked(username):
+            _note_refusal(handler, "locked")
+        elif valid and not user.is_authorized:
+            _note_refusal(handler, "unapproved")
+        return None
+
     # -- approval ----------------------------------------------------------------------------------
 
     def is_hub_admin(self, handler, username: str) -> bool:
@@ -75,11 +137,17 @@ class MlkkrAuthenticator(NativeAuthenticator):
                 if info.is_authorized and self.is_hub_admin(handler, info.username)]
 
 
+def _note_refusal(handler, why: str) -> None:
+    if handler is not None:
+        handler.mlkkr_login_refusal = why
+
+
 class MlkkrLoginHandler(NativeLoginHandler):
-    """NativeAuthenticator's login page; a refusal says when the account is locked."""
+    """NativeAuthenticator's login page; the reason of a refusal comes from the one password check."""
 
     async def post(self):
         data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        self.mlkkr_login_refusal = None
         auth_timer = self.statsd.timer("login.authenticate").start()
         user = await self.login_user(data)
         auth_timer.stop(send=False)
@@ -88,16 +156,13 @@ class MlkkrLoginHandler(NativeLoginHandler):
             self.redirect(self.get_next_url(user))
             return
         username = data.get("username", "")
-        auth = self.authenticator
-        name = auth.normalize_username(username)
-        info = auth.get_user(name)
         error = "Invalid username or password."
-        if info is not None and auth.lockout_remaining(name) > 0:
-            remaining = auth.lockout_remaining(name)
+        if self.mlkkr_login_refusal == "locked":
+            remaining = self.authenticator.lockout_remaining(self.authenticator.normalize_username(username))
             minutes = max(1, math.ceil(remaining / 60))
             error = (f"Too many failed logins: the account {username} is locked. "
                      f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
-        elif info is not None and not info.is_authorized and info.is_valid_password(data.get("password", "")):
+        elif self.mlkkr_login_refusal == "unapproved":
             error = f"User {username} has not been authorized by an administrator yet."
         html = await self._render(login_error=error, username=username)
         self.finish(html)
