@@ -61,7 +61,12 @@ class BenchHub(HubProcess):
         workdir.mkdir(parents=True, exist_ok=True)
         if kind == "mlkkr":
             self.users_dir = workdir / "data" / "users"
-            cmd = [str(BIN / "mlkkr"), "hub", "--data-dir", str(workdir / "data"), "--port", str(port)]
+            # Like the plain hub below (--allow-root), every user's server may run as root here: the
+            # benchmark opts in explicitly (the default, "admin-only", refuses other users when root).
+            config = workdir / "mlkkr.toml"
+            config.write_text('[hub]\nroot_spawn = "all"\n')
+            cmd = [str(BIN / "mlkkr"), "hub", "--data-dir", str(workdir / "data"), "--port", str(port),
+                   "--config", str(config)]
         else:
             self.users_dir = workdir / "users"
             config = workdir / "jupyterhub_config.py"

@@ -5,11 +5,13 @@ AiiDA profile. Fixtures that use them live in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,13 +77,46 @@ def greens_cache_at(folder: Path) -> Iterator[Path]:
                 os.environ[key] = value
 
 
-class RunningHub(HubProcess):
-    """``mlkkr hub`` on free loopback ports with its own data folder."""
+def _toml(values: dict) -> str:
+    """TOML of ``{section: {key: str | int | float | bool}}`` (what mlkkr's settings hold)."""
+    lines = []
+    for section, keys in values.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+        lines.append("")
+    return "\n".join(lines)
 
-    def __init__(self, data_dir: Path, port: int, args: list[str]):
+
+def with_root_spawn(args: list[str], folder: Path, root_spawn: str) -> list[str]:
+    """``args`` of ``mlkkr hub`` with ``hub.root_spawn`` set, unless its ``--config`` file sets it: a
+    settings file in ``folder`` (the given one's keys, plus that one)."""
+    args = list(args)
+    raw: dict = {}
+    if "--config" in args:
+        index = args.index("--config")
+        raw = tomllib.loads(Path(args[index + 1]).read_text())
+        del args[index:index + 2]
+    raw.setdefault("hub", {}).setdefault("root_spawn", root_spawn)
+    config = folder / "mlkkr-test.toml"
+    config.write_text(_toml(raw))
+    return [*args, "--config", str(config)]
+
+
+class RunningHub(HubProcess):
+    """``mlkkr hub`` on free loopback ports with its own data folder.
+
+    The tests run as root in CI and start servers for several users, which the local mode refuses to
+    non-admins by default when the hub is root (``hub.root_spawn = "admin-only"``: every server runs
+    as root there). These throw-away hubs opt in explicitly with ``root_spawn="all"`` unless the
+    ``--config`` file given sets the key; ``root_spawn=None`` leaves the default.
+    """
+
+    def __init__(self, data_dir: Path, port: int, args: list[str], root_spawn: str | None = "all"):
         self.data_dir = data_dir
         self.port = port
         data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if root_spawn is not None:
+            args = with_root_spawn(args, data_dir.parent, root_spawn)
         super().__init__([str(BIN / "mlkkr"), "hub", "--data-dir", str(data_dir), "--port", str(port), *args],
                          f"http://127.0.0.1:{port}", data_dir.parent / f"hub-{port}.log")
 

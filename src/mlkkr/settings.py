@@ -58,6 +58,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "spawn_timeout": Key(int, 120, "seconds a user server may take to start", minimum=10),
         "proxy_command": Key(str, "configurable-http-proxy", "the proxy executable (name on PATH or path)"),
         "default_url": Key(str, "/lab", "where users land after login", choices=("/lab", "/tree", "/voila")),
+        "root_spawn": Key(str, "admin-only", "local mode with the hub running as root, where every server "
+                                             "runs as root too: 'admin-only' lets only hub.admin start one; "
+                                             "'all' lets every approved user (each of them is then root on "
+                                             "this machine)", choices=("admin-only", "all")),
     },
     "aiida": {
         "storage": Key(str, "sqlite", "per-user storage backend", choices=("sqlite", "postgres")),
@@ -110,6 +114,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "starts; users reach it through the hub at /services/archive/)",
                     minimum=0, maximum=65535),
         "max_upload_mb": Key(int, 20480, "largest archive the store accepts, in MiB", minimum=1),
+        "max_unpacked_mb": Key(int, 40960, "the most an archive may unpack to (all its files together), in "
+                                           "MiB: checking an upload unpacks its database into the store's "
+                                           "staging folder, so a small upload cannot fill the disk",
+                               minimum=1),
     },
 }
 

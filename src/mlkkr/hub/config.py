@@ -6,7 +6,8 @@
   account for a while, and the login page says for how long. Cookies are SameSite=Lax. Usernames are restricted to
   ``[a-z0-9][a-z0-9_.-]*`` so that they are safe as folder and database names.
 - Spawner: JupyterHub's simple local process spawner (every user runs as the hub's OS user — there is
-  no isolation between users in this mode; use the single-host or cluster mode for that), one home
+  no isolation between users in this mode; use the single-host or cluster mode for that; when the hub
+  runs as root, only ``hub.admin`` may start a server unless ``hub.root_spawn = "all"``), one home
   folder per user under ``<data_dir>/users/``, JupyterLab as the default UI, Voila available at
   ``/user/<name>/voila/``. The server starts through :mod:`mlkkr.hub.singleuser`, which makes the
   user's AiiDA profile first.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
 from traitlets import Dict, Unicode
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
@@ -83,7 +85,26 @@ class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
         return env
 
+    def check_root_spawn(self) -> None:
+        """Refuse (403, with the reason) a server that would give a user root: the hub runs as root,
+        so every server runs as root (``--allow-root``); with ``hub.root_spawn = "admin-only"`` only
+        ``hub.admin`` may start one."""
+        hub = self.mlkkr_settings["hub"]
+        if os.geteuid() != 0 or hub.get("root_spawn", "admin-only") == "all" or self.user.name == hub["admin"]:
+            return
+        message = (
+            f"The server of {self.user.name} was not started: this hub runs as root, and in the local mode "
+            "every server runs as the hub's OS user, so it would give you root on this machine. Only the "
+            f"admin ({hub['admin']}) may start a server here. Ask the admin to run the hub as a non-root user, "
+            "or to use the single-host (containers) or cluster mode, which isolate users "
+            "(or, knowingly, to set hub.root_spawn = \"all\")."
+        )
+        error = web.HTTPError(403, message.replace("%", "%%"))
+        error.jupyterhub_message = message  # what the hub's pages show the user
+        raise error
+
     async def start(self):
+        self.check_root_spawn()
         Path(self.home_dir).mkdir(parents=True, exist_ok=True)
         if self.mlkkr_settings["aiida"]["storage"] == "postgres":
             from mlkkr.hub.provision import ensure_user_database
@@ -95,7 +116,7 @@ class MlkkrLocalSpawner(SimpleLocalProcessSpawner):
 
     async def stop(self, now: bool = False):
         await super().stop(now=now)
-        if self.mlkkr_settings["aiida"]["broker"] != "none":
+        if self.mlkkr_settings["aiida"]["broker"] != "none" and Path(self.home_dir).is_dir():
             from mlkkr.aiida.profile import stop_daemon
 
             try:
