@@ -32,8 +32,9 @@ def test_configure_docker_spawner_volumes_auth_services(tmp_path):
     }
     assert c.JupyterHub.hub_connect_ip == "10.99.0.2" and c.JupyterHub.hub_ip == "0.0.0.0"
     assert c.JupyterHub.bind_url == "http://0.0.0.0:8000/"
-    # Shared with every mode: NativeAuthenticator with approval, the idle culler, the archive service.
-    assert c.JupyterHub.authenticator_class == "nativeauthenticator.NativeAuthenticator"
+    # Shared with every mode: NativeAuthenticator with approval (state changes by POST only), the idle
+    # culler, the archive service.
+    assert c.JupyterHub.authenticator_class == "mlkkr.hub.auth.MlkkrAuthenticator"
     assert c.NativeAuthenticator.open_signup is False
     services = {svc["name"]: svc for svc in c.JupyterHub.services}
     assert {"idle-culler", "archive"} <= set(services)
