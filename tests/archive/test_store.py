@@ -85,8 +85,8 @@ def test_publish_writes_an_immutable_crate_and_a_catalog_row(tmp_path, archive_f
 def test_versions_increment_and_an_existing_version_is_refused(tmp_path, archive_files):
     store = Store(tmp_path / "store")
     assert store.publish(archive_files.good, request(archive_files), "alice").version == 1
-    assert store.publish(archive_files.good, request(archive_files), "bob").version == 2
-    assert store.publish(archive_files.good, request(archive_files, version=7), "bob").version == 7
+    assert store.publish(archive_files.good, request(archive_files), "alice").version == 2
+    assert store.publish(archive_files.good, request(archive_files, version=7), "alice").version == 7
     assert store.publish(archive_files.good, request(archive_files), "alice").version == 8
     before = (tmp_path / "store" / "crates" / "fe-set-1" / "fe-set-1.aiida").read_bytes()
     with pytest.raises(ConflictError) as info:
@@ -114,6 +114,25 @@ def test_the_last_version_of_a_name_leaves_no_next_one_out_of_range(tmp_path, ar
         store.publish(archive_files.good, request(archive_files), "alice")
     assert [e.version for e in store.entries("fe-set")] == [MAX_VERSION]
     assert not any((tmp_path / "store" / ".staging").iterdir())
+
+def test_a_name_belongs_to_its_first_publisher_and_an_admin_may_transfer_it(tmp_path, archive_files):
+    """Anyone could publish the next version of another user's name and become its latest (issue 15)."""
+    store = Store(tmp_path / "store")
+    assert store.publish(archive_files.good, request(archive_files), "alice").version == 1
+    before = store_files(tmp_path / "store")
+    with pytest.raises(PermissionDenied) as info:
+        store.publish(archive_files.good, request(archive_files, title="Hijacked"), "bob")
+    assert info.value.field == "name" and info.value.owner == "alice" and "belongs to alice" in str(info.value)
+    assert store_files(tmp_path / "store") == before and store.get("fe-set").owner == "alice"
+    assert [e.version for e in store.entries("fe-set", include_withdrawn=True)] == [1]
+
+    store.transfer("fe-set", "bob", "admin", admin=True)
+    assert store.publish(archive_files.good, request(archive_files), "bob").ident == "fe-set-2"
+    with pytest.raises(PermissionDenied, match="belongs to bob"):
+        store.publish(archive_files.good, request(archive_files), "alice")
+    assert store.withdraw("fe-set", 1, "alice").status == "withdrawn"  # her version stays hers
+    assert [(e.version, e.owner) for e in store.entries("fe-set")] == [(2, "bob")]
+
 
 @pytest.mark.parametrize("kind", ["truncated", "altered", "checksum", "not-aiida", "empty"])
 def test_bad_archives_are_refused_and_leave_nothing(tmp_path, archive_files, kind):
@@ -145,9 +164,11 @@ def test_bad_archives_are_refused_and_leave_nothing(tmp_path, archive_files, kin
 def test_withdraw_only_by_owner_or_admin_and_the_version_stays_taken(tmp_path, archive_files):
     store = Store(tmp_path / "store")
     store.publish(archive_files.good, request(archive_files), "alice")
-    store.publish(archive_files.good, request(archive_files), "bob")
-    with pytest.raises(PermissionDenied):
+    store.publish(archive_files.good, request(archive_files), "alice")
+    with pytest.raises(PermissionDenied) as info:
         store.withdraw("fe-set", 1, "bob")
+    assert isinstance(info.value, InputError) and info.value.field == "name" and info.value.owner == "alice"
+    assert "published by alice" in str(info.value) and "bob may not" in str(info.value)
     assert (tmp_path / "store" / "crates" / "fe-set-1").is_dir()
     withdrawn = store.withdraw("fe-set", 1, "alice")
     assert (withdrawn.status, withdrawn.withdrawn_by) == ("withdrawn", "alice")
@@ -177,7 +198,7 @@ def test_concurrent_publishes_in_threads_get_distinct_versions(tmp_path, archive
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=publish, args=(f"user{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=publish, args=("alice",)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -196,12 +217,16 @@ store = Store(root)
 request = PublishRequest.build(name="shared", title="Concurrent set", licence="MIT", authors=[user], sha256=sha)
 while not Path(go).exists():
     time.sleep(0.01)
-print(json.dumps(store.publish(archive, request, user).as_dict()))
+try:
+    print(json.dumps(store.publish(archive, request, user).as_dict()))
+except PermissionError as exc:
+    print(json.dumps({"refused": exc.field, "user": user, "owner": exc.owner, "error": str(exc)}))
 """
 
 
 def test_concurrent_publishes_from_two_processes(tmp_path, archive_files):
-    """Two processes (the SQLite lock spans processes) publish the same name at the same moment."""
+    """Two processes (the SQLite lock spans processes) publish the same new name at the same moment: one
+    of them claims it, the other is refused naming the field and the winner; nothing else is stored."""
     root, go = tmp_path / "store", tmp_path / "go"
     Store(root)
     procs = [subprocess.Popen([sys.executable, "-c", PUBLISH_SCRIPT, str(root), str(archive_files.good),
@@ -213,11 +238,19 @@ def test_concurrent_publishes_from_two_processes(tmp_path, archive_files):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
         outputs.append(json.loads(out.strip().splitlines()[-1]))
-    assert sorted(o["version"] for o in outputs) == [1, 2]
-    assert {o["owner"] for o in outputs} == {"alice", "bob"}
+    published = [o for o in outputs if "refused" not in o]
+    refused = [o for o in outputs if "refused" in o]
+    assert len(published) == 1 and len(refused) == 1, outputs
+    winner = published[0]["owner"]
+    assert published[0]["version"] == 1 and winner in {"alice", "bob"}
+    assert refused[0]["refused"] == "name" and refused[0]["owner"] == winner != refused[0]["user"]
+    assert f"belongs to {winner}" in refused[0]["error"]
     with sqlite3.connect(root / "catalog.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 1
+        assert db.execute("SELECT name, owner FROM names").fetchall() == [("shared", winner)]
+    assert sorted(p.name for p in (root / "crates").iterdir()) == ["shared-1"]
+    assert list((root / ".staging").iterdir()) == []
     for entry in StoreReader(root).entries():
         assert read_crate(root / entry.folder)["publisher"] == entry.owner
 

@@ -108,7 +108,9 @@ class ArchiveClient:
                               "server $JUPYTERHUB_API_TOKEN is used; elsewhere pass --token or set "
                               f"${ENV_TOKEN} to a hub token (hub → Token page)")
         if status == 403:
-            return PermissionDenied(message)
+            error = PermissionDenied(field or "request", reason=message)
+            error.args = (message,)  # the service's message names the field already
+            return error
         if status >= 500:
             return ServiceError(f"the archive service failed ({status}): {message}")
         cls = {404: NotFoundError, 409: ConflictError, 410: GoneError}.get(status, InputError)
@@ -166,6 +168,14 @@ class ArchiveClient:
         finally:
             body.close()
         return entry_from_dict(response.json())
+
+    def owner(self, name: str) -> dict[str, Any]:
+        """Who owns ``name`` (its first publisher, or whom a hub admin gave it to)."""
+        return self.request("GET", f"items/{validate_name(name)}/owner").json()
+
+    def transfer(self, name: str, owner: str) -> dict[str, Any]:
+        """Give ``name`` to the user ``owner`` (hub admins only; others get PermissionDenied)."""
+        return self.request("POST", f"items/{validate_name(name)}/owner", params={"owner": owner}).json()
 
     def withdraw(self, name: str, version: int | str) -> Entry:
         version = validate_version(version, required=True)

@@ -62,6 +62,18 @@ def validate_name(value: object, field_name: str = "name") -> str:
     return value
 
 
+USERNAME_RULE = "a hub user name: 1-255 characters, no spaces, control characters or '/'"
+
+
+def validate_username(value: object, field_name: str = "owner") -> str:
+    """A hub user name as the store records it (an owner): the hub's own names are all this."""
+    if not isinstance(value, str) or not value:
+        raise InputError(field_name, value, reason="a user name is required", allowed=USERNAME_RULE)
+    if len(value) > 255 or "/" in value or any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+        raise InputError(field_name, value, allowed=USERNAME_RULE)
+    return value
+
+
 def slug(label: str) -> str:
     """A valid item name made from a group label (``"My KKR set #1"`` -> ``"my-kkr-set-1"``); may be ''."""
     text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().lower()

@@ -96,6 +96,12 @@ SCHEMAS: dict[str, Any] = {
                             "max_upload_bytes": {"type": "integer"},
                             "licences": {"type": "array", "items": {"type": "string"}},
                             "aiida_export_version": {"type": "string"}}},
+    "Owner": {"type": "object", "required": ["name", "owner", "since"], "properties": {
+        "name": {"type": "string", "pattern": NAME_PATTERN},
+        "owner": {"type": "string", "description": "who may publish the name's next versions"},
+        "since": {"type": "string", "format": "date-time"},
+        "transferred_by": {"type": ["string", "null"], "description": "the hub admin who gave it, if one did"},
+        "previous_owner": {"type": "string", "description": "in the answer of a transfer"}}},
     "Error": ERROR,
 }
 
@@ -181,10 +187,25 @@ def openapi(api_url: str) -> dict[str, Any]:
                         "201": _json("published", "Entry"),
                         "400": _error("bad metadata, checksum mismatch, or not a readable archive of the current "
                                       "format (truncated, altered, too old)"),
-                        **AUTH_ERRORS,
+                        "401": AUTH_ERRORS["401"],
+                        "403": _error("the token does not grant access:services!service=archive, or the "
+                                      "name belongs to another user (its first publisher)"),
                         "409": _error("this name+version exists (published versions are immutable)"),
                         "413": _error("larger than the store's upload limit"),
                     }},
+            },
+            "/items/{name}/owner": {
+                "parameters": [NAME],
+                "get": {"summary": "Who owns a name (its first publisher, or whom a hub admin gave it)",
+                        "operationId": "owner",
+                        "responses": {"200": _json("the owner", "Owner"), "404": _error("no such item"),
+                                      **AUTH_ERRORS}},
+                "post": {"summary": "Give a name to another user (hub admins only)", "operationId": "transfer",
+                         "parameters": [{"name": "owner", "in": "query", "required": True,
+                                         "schema": {"type": "string"}, "description": "the new owner"}],
+                         "responses": {"200": _json("the new owner, with previous_owner", "Owner"),
+                                       "400": _error("bad user name"), "401": AUTH_ERRORS["401"],
+                                       "403": _error("not a hub admin"), "404": _error("no such item")}},
             },
             "/items/{name}/{version}": {
                 "parameters": [NAME, VERSION],
@@ -194,8 +215,10 @@ def openapi(api_url: str) -> dict[str, Any]:
                 "delete": {"summary": "Withdraw a version (its owner or a hub admin); the name+version stays taken",
                            "operationId": "withdraw",
                            "responses": {"200": _json("the withdrawn entry", "Entry"),
-                                         **AUTH_ERRORS, "404": _error("no such item"),
-                                         "410": _error("withdrawn already")}},
+                                         "401": AUTH_ERRORS["401"],
+                                         "403": _error("another user's item (only its publisher or a hub "
+                                                       "admin withdraws it)"),
+                                         "404": _error("no such item"), "410": _error("withdrawn already")}},
             },
             "/items/{name}/{version}/archive": {
                 "parameters": [NAME, VERSION],

@@ -282,6 +282,29 @@ class NameHandler(BaseHandler):
         self._cleanup()
 
 
+class OwnerHandler(BaseHandler):
+    """GET: who owns a name. POST ``?owner=<user>``: a hub admin gives the name to another user."""
+
+    def get(self, name: str) -> None:
+        try:
+            owner = self.store.owner(name)
+        except MlkkrError as exc:
+            raise ApiError.from_exc(exc) from None
+        if owner is None:
+            raise ApiError(404, f"name: {name!r}: no such item in the store", "name")
+        self.write_json(owner)
+
+    def post(self, name: str) -> None:
+        self.require_token("transfer a name")
+        try:
+            result = self.store.transfer(name, self.get_argument("owner", ""), self.username, admin=self.is_admin)
+        except MlkkrError as exc:
+            raise ApiError.from_exc(exc) from None
+        _log.info("name %s transferred from %s to %s by %s", name, result["previous_owner"], result["owner"],
+                  self.username)
+        self.write_json(result)
+
+
 class ItemHandler(BaseHandler):
     def get(self, name: str, version: str) -> None:
         from mlkkr.archive.crate import read_crate
@@ -360,6 +383,7 @@ def make_app(store: Store, prefix: str = "/services/archive/", *, max_upload: in
         (api + "user", UserHandler),
         (api + "items", ListHandler),
         (api + f"items/{name}", NameHandler),
+        (api + f"items/{name}/owner", OwnerHandler),
         (api + f"items/{name}/{name}", ItemHandler),
         (api + f"items/{name}/{name}/(archive|ro-crate-metadata.json)", FileHandler),
     ]

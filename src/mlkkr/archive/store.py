@@ -24,6 +24,12 @@ How a publish stays atomic and safe under concurrent publishes:
    start) removes it. Hence: a catalog row exists => its crate is complete, and no partial file is
    ever in ``crates/``.
 
+Names have an owner: the first user to publish a name owns it (table ``names``), and only they may
+publish further versions of it (:class:`PermissionDenied` naming ``name`` and the owner otherwise); a
+hub admin may hand a name to another user (:meth:`Store.transfer`). Catalogs of schema 1 (before
+names had owners) are migrated in place when the service opens them: a name's owner is the publisher
+of its earliest version.
+
 Withdrawing (owner or hub admin) marks the row ``withdrawn`` first, then removes the files; the
 name+version stays taken, so a citation never points at different content.
 
@@ -50,14 +56,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlkkr.archive.names import MAX_VERSION, PublishRequest, validate_name, validate_version
-from mlkkr.errors import InputError, MlkkrError
+from mlkkr.archive.names import (
+    MAX_VERSION,
+    PublishRequest,
+    validate_name,
+    validate_username,
+    validate_version,
+)
+from mlkkr.errors import InputError
 
 CATALOG = "catalog.sqlite"
 CRATES = "crates"
 STAGING = ".staging"
 WRITER_LOCK = ".writer.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -81,6 +93,18 @@ CREATE TABLE IF NOT EXISTS items (
     withdrawn_at TEXT,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS names (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    since TEXT NOT NULL,
+    transferred_by TEXT
+);
+"""
+
+#: Schema 1 -> 2: every name gets the publisher of its earliest version as its owner.
+_OWNERS_FROM_ITEMS = """
+SELECT i.name AS name, i.owner AS owner, i.published AS since FROM items AS i
+WHERE i.rowid = (SELECT j.rowid FROM items AS j WHERE j.name = i.name ORDER BY j.published, j.version LIMIT 1)
 """
 
 
@@ -96,8 +120,19 @@ class GoneError(InputError):
     """The item was withdrawn: its metadata remains, its files do not."""
 
 
-class PermissionDenied(MlkkrError, PermissionError):
-    """The user may not do this to this item (it is someone else's)."""
+class PermissionDenied(InputError, PermissionError):
+    """The user may not do this to this item or name (it is someone else's): names the field (``name``,
+    ``owner`` ...) and, where there is one, the owner (``.owner``)."""
+
+    def __init__(self, field: str, value: object = None, *, reason: str, owner: str | None = None) -> None:
+        super().__init__(field, value, reason=reason)
+        self.owner = owner
+
+
+def _not_owner(name: str, owner: str, user: str) -> PermissionDenied:
+    return PermissionDenied("name", name, owner=owner, reason=f"{name!r} belongs to {owner}, who published it "
+                            f"first; only they may publish new versions of it ({user} may not). Publish under "
+                            "another name, or ask a hub admin to transfer the name")
 
 
 @dataclass
@@ -330,6 +365,24 @@ class StoreReader:
             raise NotFoundError("version", number, reason=f"{name} has no version {number}", allowed=versions)
         return Entry.from_row(rows[0])
 
+    def owner(self, name: str) -> dict[str, Any] | None:
+        """Who owns ``name`` (``{"name", "owner", "since", "transferred_by"}``), or None for a free name.
+
+        A catalog of schema 1 that the service has not migrated yet (a read-only mount) has no ``names``
+        table: the owner is then the publisher of the name's earliest version, as the migration makes it.
+        """
+        name = validate_name(name)
+        with self._read() as db:
+            if db is None:
+                return None
+            try:
+                row = db.execute("SELECT name, owner, since, transferred_by FROM names WHERE name = ?",
+                                 (name,)).fetchone()
+            except sqlite3.OperationalError:  # schema 1: no names table
+                row = db.execute(_OWNERS_FROM_ITEMS + " AND i.name = ?", (name,)).fetchone()
+                return None if row is None else {**dict(row), "transferred_by": None}
+        return None if row is None else dict(row)
+
     def crate_dir(self, entry: Entry) -> Path:
         return self.root / entry.folder
 
@@ -367,14 +420,18 @@ class Store(StoreReader):
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.execute(_SCHEMA)
             (current,) = db.execute("PRAGMA user_version").fetchone()
-            if current == 0:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif current != SCHEMA_VERSION:
+            if current > SCHEMA_VERSION:
                 db.execute("ROLLBACK")
                 raise InputError("store", str(self.root), reason=f"catalog schema {current}, this mlkkr "
                                  f"knows {SCHEMA_VERSION}: upgrade mlkkr")
+            for statement in _SCHEMA.split(";"):  # executescript would commit: one statement at a time
+                if statement.strip():
+                    db.execute(statement)
+            if current < 2:  # new, or schema 1 (names had no owners): the first publisher owns a name
+                db.execute("INSERT OR IGNORE INTO names (name, owner, since) " + _OWNERS_FROM_ITEMS)
+            if current != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         finally:
             db.close()
@@ -437,12 +494,19 @@ class Store(StoreReader):
         if row is not None:
             raise _conflict(name, version, row)
 
+    def check_owner(self, name: str, user: str) -> None:
+        """Refuse early (before an upload) a name that another user owns."""
+        found = self.owner(name)
+        if found is not None and found["owner"] != user:
+            raise _not_owner(name, found["owner"], user)
+
     def publish(self, upload: Upload | str | os.PathLike, request: PublishRequest, owner: str) -> Entry:
         """Validate the archive ``upload`` and publish it as ``request.name`` (atomically).
 
         ``upload``: an :class:`Upload` the service received (its checksum was computed on the way in;
         it is closed here), or the path of a file, which is copied into an Upload first. Raises
-        InputError (checksum mismatch, unreadable archive), ConflictError (name+version exists).
+        InputError (checksum mismatch, unreadable archive), ConflictError (name+version exists),
+        PermissionDenied (the name is another user's).
         """
         from mlkkr.archive.aiida_io import inspect_archive
         from mlkkr.archive.crate import write_crate
@@ -457,6 +521,7 @@ class Store(StoreReader):
                                  f"received {upload.sha256} ({upload.size} bytes); the upload was truncated or "
                                  "altered, nothing was stored")
             self.check_free(request.name, request.version)
+            self.check_owner(request.name, owner)
             info = inspect_archive(upload.path)
             with self._lock, self._write() as db:
                 version = request.version
@@ -470,6 +535,13 @@ class Store(StoreReader):
                 elif row := db.execute("SELECT owner, status FROM items WHERE name = ? AND version = ?",
                                        (request.name, version)).fetchone():
                     raise _conflict(request.name, version, row)
+                # the first publisher of a name owns it; checked and claimed in this same transaction
+                named = db.execute("SELECT owner FROM names WHERE name = ?", (request.name,)).fetchone()
+                if named is None:
+                    db.execute("INSERT INTO names (name, owner, since) VALUES (?, ?, ?)",
+                               (request.name, owner, _now()))
+                elif named["owner"] != owner:
+                    raise _not_owner(request.name, named["owner"], owner)
                 entry = Entry(
                     name=request.name, version=version, owner=owner, title=request.title,
                     description=request.description, licence=request.licence,
@@ -512,8 +584,9 @@ class Store(StoreReader):
         """Withdraw a version: its owner or a hub admin only. The name+version stays taken."""
         entry = self.get(name, validate_version(version, required=True))
         if entry.owner != user and not admin:
-            raise PermissionDenied(f"{entry.ident} belongs to {entry.owner}; only its owner or a hub admin "
-                                   "may withdraw it")
+            raise PermissionDenied("name", entry.name, owner=entry.owner, reason=f"{entry.ident} was published "
+                                   f"by {entry.owner}; only its publisher or a hub admin may withdraw it "
+                                   f"({user} may not)")
         if entry.status != "published":
             raise GoneError("version", entry.version, reason=f"{entry.ident} is withdrawn already")
         with self._lock, self._write() as db:
@@ -528,3 +601,24 @@ class Store(StoreReader):
             os.rename(self.crate_dir(entry), trash)
         _remove_tree(trash)
         return self.get(entry.name, entry.version)
+
+    # -- transfer ---------------------------------------------------------------------------------
+
+    def transfer(self, name: str, new_owner: str, by: str, *, admin: bool = False) -> dict[str, Any]:
+        """Give ``name`` to ``new_owner`` (who may then publish its next versions): hub admins only.
+
+        The versions already published keep their publisher (who may still withdraw them). Returns the
+        name's new owner record with ``previous_owner``.
+        """
+        name = validate_name(name)
+        new_owner = validate_username(new_owner, "owner")
+        if not admin:
+            raise PermissionDenied("owner", new_owner, reason=f"only a hub admin may transfer a name ({by} is not "
+                                   "one)")
+        with self._lock, self._write() as db:
+            row = db.execute("SELECT owner FROM names WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFoundError("name", name, reason="no such item in the store (see `mlkkr archive list`)")
+            db.execute("UPDATE names SET owner = ?, since = ?, transferred_by = ? WHERE name = ?",
+                       (new_owner, _now(), by, name))
+        return {**(self.owner(name) or {}), "previous_owner": row["owner"]}

@@ -219,5 +219,23 @@ def withdraw(name, version, url, token, as_json):
     emit(entry.as_dict(), as_json, lambda d: f"withdrawn {entry.ident}")
 
 
+@archive.command("transfer")
+@click.argument("name")
+@click.option("--to", "owner", required=True, help="The hub user who is to own the name.")
+@_url
+@_token
+@json_option
+@handle_errors
+def transfer(name, owner, url, token, as_json):
+    """Give a name to another user (hub admins only): they may then publish its next versions.
+
+    A name belongs to its first publisher; the versions published already keep their publisher.
+    """
+    from mlkkr.archive.client import client_from_env
+
+    result = client_from_env(url, token).transfer(name, owner)
+    emit(result, as_json, lambda d: f"{d['name']}: owner {d['previous_owner']} -> {d['owner']}")
+
+
 def _is_file(item: str) -> bool:
     return "/" in item or item.endswith(".aiida")
