@@ -69,7 +69,7 @@ def archive_service(settings, store: Path, state: Path, *, host: str = "127.0.0.
         "name": SERVICE_NAME,
         "url": url,
         "command": [sys.executable, "-m", "mlkkr.archive.service", "--store", str(store),
-                    f"--max-upload-mb={archive['max_upload_mb']}"],
+                    f"--max-upload-mb={archive['max_upload_mb']}", f"--max-unpacked-mb={archive['max_unpacked_mb']}"],
         "environment": {"AIIDA_PATH": str(home)},
         "cwd": str(home),
         "oauth_no_confirm": True,

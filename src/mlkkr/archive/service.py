@@ -33,7 +33,14 @@ from tornado.log import app_log
 
 from mlkkr import __version__
 from mlkkr.archive.names import LICENCES, PublishRequest
-from mlkkr.archive.store import ConflictError, GoneError, NotFoundError, PermissionDenied, Store
+from mlkkr.archive.store import (
+    DEFAULT_MAX_UNPACKED,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    PermissionDenied,
+    Store,
+)
 from mlkkr.errors import InputError, MlkkrError
 
 DEFAULT_MAX_UPLOAD = 20 * 1024**3
@@ -412,15 +419,39 @@ class _NotFound(BaseHandler):
         raise ApiError(404, f"no such resource: {self.request.path} (see {self.settings['api_prefix']}openapi.json)")
 
 
+def open_store(root: str | os.PathLike, *, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> Store:
+    """The store as the service opens it at start: made (or its catalog migrated) if needed, its writer
+    lock taken, and what an interrupted publish left removed (staging content, orphaned crates)."""
+    store = Store(root, max_unpacked=max_unpacked)
+    store.acquire_writer_lock()
+    removed = store.recover()
+    if removed["staging"] or removed["orphans"]:
+        _log.warning("removed what interrupted publishes left: %s", removed)
+    return store
+
+
+def install_log_redaction() -> None:
+    """Redact secret query parameters in whatever the root logger's handlers write."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlkkr.archive.service", description=__doc__.split("\n")[0])
     parser.add_argument("--store", default=os.environ.get("MLKKR_STORE"),
                         help="the shared store's folder, made if missing [env MLKKR_STORE]")
     parser.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD // 1024**2,
-                        help="largest archive accepted, in MiB")
+                        help="largest archive accepted, in MiB (setting archive.max_upload_mb)")
+    parser.add_argument("--max-unpacked-mb", type=int, default=DEFAULT_MAX_UNPACKED // 1024**2,
+                        help="the most an archive may unpack to, all its files together, in MiB (setting "
+                             "archive.max_unpacked_mb)")
     args = parser.parse_args(argv)
     if not args.store:
         parser.error("--store (or $MLKKR_STORE) is required")
+    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--max-unpacked-mb", args.max_unpacked_mb)):
+        if value < 1:
+            parser.error(f"{option}: {value} is not allowed; allowed: a positive number of MiB")
 
     from jupyterhub.services.auth import HubOAuth
     from tornado.log import enable_pretty_logging
@@ -430,14 +461,10 @@ def main(argv: list[str] | None = None) -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10202"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/archive/")
     try:
-        store = Store(args.store)
-        store.acquire_writer_lock()
+        store = open_store(args.store, max_unpacked=args.max_unpacked_mb * 1024**2)
     except MlkkrError as exc:
         print(f"mlkkr archive service: {exc}", file=sys.stderr)
         sys.exit(2)
-    removed = store.recover()
-    if removed["staging"] or removed["orphans"]:
-        _log.warning("removed what interrupted publishes left: %s", removed)
     max_upload = args.max_upload_mb * 1024**2
     asyncio.run(_serve(store, prefix, max_upload, url.hostname or "127.0.0.1", url.port or 80,
                        HubOAuth.instance(cache_max_age=60)))
@@ -448,8 +475,8 @@ async def _serve(store: Store, prefix: str, max_upload: int, host: str, port: in
     server = httpserver.HTTPServer(app, max_body_size=max_upload, max_buffer_size=64 * 1024**2,
                                    idle_connection_timeout=3600, body_timeout=3600)
     server.listen(port, host)
-    app_log.info("mlkkr archive service %s: store %s, listening on %s:%s%s", __version__, store.root,
-                 host, port, prefix)
+    app_log.info("mlkkr archive service %s: store %s (archives unpack to at most %d MiB), listening on %s:%s%s",
+                 __version__, store.root, store.max_unpacked // 1024**2, host, port, prefix)
     await asyncio.Event().wait()
 
 

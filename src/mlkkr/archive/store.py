@@ -4,8 +4,9 @@ Layout (see :mod:`mlkkr.archive`)::
 
     <store>/catalog.sqlite                      catalog: one row per name+version (the truth)
     <store>/crates/<name>-<version>/            <name>-<version>.aiida + ro-crate-metadata.json
-    <store>/.staging/                           a crate being assembled (for milliseconds); uploads
-                                                on file systems without O_TMPFILE
+    <store>/.staging/                           a crate being assembled (for milliseconds); an upload's
+                                                database while aiida's reader checks it; uploads on file
+                                                systems without O_TMPFILE (all removed at start)
     <store>/.writer.lock                        held by the one running writer (the service)
 
 How a publish stays atomic and safe under concurrent publishes:
@@ -29,6 +30,11 @@ publish further versions of it (:class:`PermissionDenied` naming ``name`` and th
 hub admin may hand a name to another user (:meth:`Store.transfer`). Catalogs of schema 1 (before
 names had owners) are migrated in place when the service opens them: a name's owner is the publisher
 of its earliest version.
+
+Checking an upload unpacks its database (``db.sqlite3``) once, into ``.staging/`` (never the system's
+temporary folder), and only when everything the zip holds unpacks to at most ``max_unpacked`` bytes
+(setting ``archive.max_unpacked_mb``): a small upload cannot fill a disk. A service killed while the
+database is unpacked leaves it in ``.staging/``, which :meth:`Store.recover` empties at the next start.
 
 Withdrawing (owner or hub admin) marks the row ``withdrawn`` first, then removes the files; the
 name+version stays taken, so a citation never points at different content.
@@ -70,6 +76,11 @@ CRATES = "crates"
 STAGING = ".staging"
 WRITER_LOCK = ".writer.lock"
 SCHEMA_VERSION = 2
+#: The most an archive may unpack to (all zip members together), unless the service is told otherwise
+#: (``--max-unpacked-mb``, from the setting ``archive.max_unpacked_mb``): 40 GiB, twice the largest
+#: upload it takes by default.
+DEFAULT_MAX_UNPACKED = 40 * 1024**3
+MAX_UNPACKED_SETTING = "archive.max_unpacked_mb"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -401,8 +412,11 @@ class StoreReader:
 class Store(StoreReader):
     """The writer of a store: only the archive service uses it (and tests)."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, *, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> None:
         super().__init__(root)
+        if not isinstance(max_unpacked, int) or max_unpacked < 1:
+            raise InputError(MAX_UNPACKED_SETTING, max_unpacked, allowed="a positive number of bytes")
+        self.max_unpacked = max_unpacked
         for folder in (self.root, self.root / CRATES, self.root / STAGING):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -505,8 +519,9 @@ class Store(StoreReader):
 
         ``upload``: an :class:`Upload` the service received (its checksum was computed on the way in;
         it is closed here), or the path of a file, which is copied into an Upload first. Raises
-        InputError (checksum mismatch, unreadable archive), ConflictError (name+version exists),
-        PermissionDenied (the name is another user's).
+        InputError (checksum mismatch, unreadable archive, one that unpacks to more than
+        ``max_unpacked`` bytes), ConflictError (name+version exists), PermissionDenied (the name is
+        another user's).
         """
         from mlkkr.archive.aiida_io import inspect_archive
         from mlkkr.archive.crate import write_crate
@@ -522,7 +537,8 @@ class Store(StoreReader):
                                  "altered, nothing was stored")
             self.check_free(request.name, request.version)
             self.check_owner(request.name, owner)
-            info = inspect_archive(upload.path)
+            info = inspect_archive(upload.path, workdir=self.root / STAGING, max_unpacked=self.max_unpacked,
+                                   limit_name=MAX_UNPACKED_SETTING)
             with self._lock, self._write() as db:
                 version = request.version
                 if version is None:
