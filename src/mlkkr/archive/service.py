@@ -24,11 +24,13 @@ import html
 import json
 import logging
 import os
+import socket
 import sys
+import time
 from typing import Any
 from urllib.parse import urlparse
 
-from tornado import httpserver, web
+from tornado import gen, httpserver, iostream, web
 from tornado.log import app_log
 
 from mlkkr import __version__
@@ -44,6 +46,12 @@ from mlkkr.archive.store import (
 from mlkkr.errors import InputError, MlkkrError
 
 DEFAULT_MAX_UPLOAD = 20 * 1024**3
+#: The most of a refused upload's body that is read (and thrown away) before answering, so that the
+#: connection stays usable; a larger body gets its answer at once and a gentle close.
+DEFAULT_DRAIN_LIMIT = 64 * 1024**2
+#: After answering a refused upload that is too large to drain: how long, and how much more, to keep
+#: reading before closing (a client that reads the answer stops sending and closes first).
+LINGER_SECONDS, LINGER_BYTES = 10.0, DEFAULT_DRAIN_LIMIT
 _log = logging.getLogger("mlkkr.archive.service")
 
 
@@ -219,35 +227,74 @@ class ListHandler(BaseHandler):
 
 @web.stream_request_body
 class NameHandler(BaseHandler):
-    """GET: the versions of a name. POST: publish (the body is streamed into an unnamed file)."""
+    """GET: the versions of a name. POST: publish (the body is streamed into an unnamed file).
+
+    Every refusal of a publish (no or a bad token, too large, bad metadata, a name that is someone
+    else's) is answered after the body has been read and thrown away, so that a client or proxy still
+    sending is never reset; only a body larger than ``drain_limit`` is answered at once (see
+    :meth:`_refuse`)."""
 
     _upload = None
     _request_error: ApiError | None = None
 
     async def prepare(self) -> None:
-        await super().prepare()
-        if self._finished or self.request.method != "POST":
+        if self.request.method != "POST":
+            await super().prepare()
             return
-        self.require_token("publish")
         max_upload = self.settings["max_upload"]
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > max_upload:
-            raise ApiError(413, f"archive: {int(length)} bytes is more than this store takes ({max_upload})",
-                           "archive", f"at most {max_upload} bytes")
-        self.request.connection.set_max_body_size(max_upload)
-        # Metadata errors are answered after the body has been read (and thrown away), so that the
-        # client, busy sending, reliably gets the message rather than a reset connection.
         try:
+            await super().prepare()
+            self.require_token("publish")
+            length = self.request.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_upload:
+                raise ApiError(413, f"archive: {int(length)} bytes is more than this store takes ({max_upload})",
+                               "archive", f"at most {max_upload} bytes")
             query = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in self.request.query_arguments.items()}
             self._publish = PublishRequest.from_query(self.path_args[0], query)
             self.store.check_free(self._publish.name, self._publish.version)
-        except MlkkrError as exc:
-            self._request_error = ApiError.from_exc(exc)
+            self.store.check_owner(self._publish.name, self.username)
+        except (ApiError, MlkkrError) as exc:
+            await self._refuse(exc if isinstance(exc, ApiError) else ApiError.from_exc(exc))
             return
+        self.request.connection.set_max_body_size(max_upload)
         self._upload = self.store.new_upload()
 
+    async def _refuse(self, error: ApiError) -> None:
+        """Answer ``error`` without resetting the connection.
+
+        A body of at most ``drain_limit`` bytes (or none) is read and thrown away first, and ``error``
+        is the answer of :meth:`post`; the connection stays open for the next request. A larger one (or
+        one of unknown length beyond the limit) is answered now, with ``Connection: close``; then the
+        service stops writing, reads and discards what still arrives for up to ``LINGER_SECONDS`` (or
+        ``LINGER_BYTES``) and closes: a client that reads the answer while sending stops and closes
+        first, so it sees the answer rather than a reset.
+        """
+        drain_limit = self.settings["drain_limit"]
+        length = self.request.headers.get("Content-Length")
+        # no Content-Length: no body, or a chunked one (drained up to the limit; tornado refuses more)
+        if length is None or not length.isdigit() or int(length) <= drain_limit:
+            self._request_error = error
+            self.request.connection.set_max_body_size(drain_limit)
+            return
+        _log.warning("%s %s: %s (answered before the %s-byte body; closing gently)", self.request.method,
+                     self.request.path, error.message, length)
+        stream = self.request.connection.detach()
+        self._finished = True  # tornado's own flag: the response is ours, written below
+        body = json.dumps({"status": error.status_code, "error": error.message, "field": error.field,
+                           "allowed": error.allowed}).encode()
+        from tornado.httputil import responses
+
+        head = [f"HTTP/1.1 {error.status_code} {responses.get(error.status_code, 'Error')}",
+                "Content-Type: application/json; charset=UTF-8", f"Content-Length: {len(body)}",
+                "Cache-Control: no-store", "Connection: close"]
+        if error.status_code == 401:
+            head.append('WWW-Authenticate: token realm="jupyterhub"')
+        task = asyncio.ensure_future(_answer_and_linger(stream, ("\r\n".join(head) + "\r\n\r\n").encode() + body))
+        _LINGERING.add(task)
+        task.add_done_callback(_LINGERING.discard)
+
     def data_received(self, chunk: bytes) -> None:
-        if self._upload is not None:
+        if self._upload is not None:  # else: a refused upload's body, thrown away
             self._upload.write(chunk)
 
     def get(self, name: str) -> None:
@@ -377,9 +424,29 @@ class IndexHandler(BaseHandler):
             "<th>published by</th><th>nodes</th><th>files</th></tr>" + "".join(rows) + "</table></body></html>")
 
 
+_LINGERING: set[asyncio.Future] = set()  # the tasks of _answer_and_linger (a task needs a reference)
+
+
+async def _answer_and_linger(stream: iostream.IOStream, response: bytes) -> None:
+    """Write ``response``, stop writing (FIN), read and discard for a while, close (see ``_refuse``)."""
+    try:
+        await stream.write(response)
+        stream.socket.shutdown(socket.SHUT_WR)
+        deadline, received = time.monotonic() + LINGER_SECONDS, 0
+        while received < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            chunk = await gen.with_timeout(left, stream.read_bytes(1 << 16, partial=True))
+            received += len(chunk)
+    except (iostream.StreamClosedError, TimeoutError, OSError):
+        pass
+    finally:
+        stream.close()
+
+
 def make_app(store: Store, prefix: str = "/services/archive/", *, max_upload: int = DEFAULT_MAX_UPLOAD,
-             hub_auth=None, authenticate=None, access_scopes: set[str] | None = None) -> web.Application:
-    """The tornado application. ``hub_auth``: a ``HubOAuth``; ``authenticate``: for tests without a hub."""
+             hub_auth=None, authenticate=None, access_scopes: set[str] | None = None,
+             drain_limit: int = DEFAULT_DRAIN_LIMIT) -> web.Application:
+    """The tornado application. ``hub_auth``: a ``HubOAuth``; ``authenticate``: for tests without a hub;
+    ``drain_limit``: the most of a refused upload's body read before answering (see ``NameHandler``)."""
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     api = prefix + "api/"
     name = r"([^/]+)"
@@ -406,6 +473,7 @@ def make_app(store: Store, prefix: str = "/services/archive/", *, max_upload: in
         access_scopes=access_scopes or (set(hub_auth.access_scopes) if hub_auth is not None else set()),
         api_prefix=api,
         max_upload=max_upload,
+        drain_limit=drain_limit,
         cookie_secret=os.urandom(32),
         default_handler_class=_NotFound,
         default_handler_args={},
@@ -472,7 +540,8 @@ def main(argv: list[str] | None = None) -> None:
 
 async def _serve(store: Store, prefix: str, max_upload: int, host: str, port: int, hub_auth) -> None:
     app = make_app(store, prefix, max_upload=max_upload, hub_auth=hub_auth)
-    server = httpserver.HTTPServer(app, max_body_size=max_upload, max_buffer_size=64 * 1024**2,
+    # bodies of other requests than a publish (which raises its own limit) are refused beyond this
+    server = httpserver.HTTPServer(app, max_body_size=DEFAULT_DRAIN_LIMIT, max_buffer_size=64 * 1024**2,
                                    idle_connection_timeout=3600, body_timeout=3600)
     server.listen(port, host)
     app_log.info("mlkkr archive service %s: store %s (archives unpack to at most %d MiB), listening on %s:%s%s",
