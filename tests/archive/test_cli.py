@@ -118,3 +118,28 @@ def test_import_of_a_bad_file_exits_2_and_names_the_problem(aiida_profile, archi
     assert result.exit_code == 2, result.output
     assert "Error: archive:" in result.output and "nothing was imported" in result.output
     assert node_count() == before
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "altered", "zip-not-aiida", "directory-name"])
+def test_data_from_archive_refuses_a_corrupt_or_foreign_file_clearly(aiida_profile, archive_files, tmp_path, kind):
+    """``mlkkr data from-archive`` on what is not a readable AiiDA archive: exit 2 and one line naming
+    ARCHIVE, never a traceback; the user's profile is untouched and no output file is written."""
+    import zipfile
+
+    path = {"truncated": archive_files.truncated, "altered": archive_files.altered}.get(kind, tmp_path / "x.aiida")
+    if kind == "text":
+        path.write_text("this is a lab notebook, not an archive\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip-not-aiida":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("metadata.json", '{"no": "version"}')
+    elif kind == "directory-name":
+        path = tmp_path / "no-such.aiida"
+    out = tmp_path / "out.h5"
+    before = node_count()
+    result = CliRunner().invoke(main, ["data", "from-archive", str(path), "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "Error: ARCHIVE:" in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists() and node_count() == before

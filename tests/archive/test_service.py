@@ -1,5 +1,6 @@
 """The archive service run by a real hub (``mlkkr hub``): authentication, the round trip alice → bob
-through the CLI with a user server's own token, bad input, security, concurrency, and a kill mid-publish.
+through the CLI with a user server's own token, bad input, security, names and their owners, refused
+uploads through the hub's proxy, concurrency, and a kill mid-publish.
 
 One hub for the module; the tests run in file order and the last one kills the service.
 """
@@ -72,7 +73,8 @@ NODE_COUNT = "from aiida import load_profile, orm; load_profile(); print(orm.Que
 @pytest.fixture(scope="module")
 def hub(hub_factory, tmp_path_factory):
     config = tmp_path_factory.mktemp("config") / "mlkkr.toml"
-    config.write_text("[hub]\nidle_timeout = 0\n\n[aiida]\ndaemon_workers = 0\n")
+    # a 2 MiB upload limit, so that a refused (413) upload through the proxy takes a moment to send
+    config.write_text("[hub]\nidle_timeout = 0\n\n[aiida]\ndaemon_workers = 0\n\n[archive]\nmax_upload_mb = 2\n")
     hub = hub_factory("--config", str(config))
     wait_for_service(hub)
     return hub
@@ -119,6 +121,11 @@ def publish_http(hub, token, name, path: Path, **params) -> requests.Response:
     query = {k: v for k, v in query.items() if v is not None}
     return requests.post(f"{api(hub)}items/{name}", params=query, data=path.read_bytes(), headers=auth(token),
                          timeout=120)
+
+
+def hub_log(hub) -> list[str]:
+    """Every line the hub and its services (the archive service writes to the hub's output) logged."""
+    return (hub.data_dir.parent / f"hub-{hub.port}.log").read_text(errors="replace").splitlines()
 
 
 def store_of(hub) -> Path:
@@ -196,6 +203,12 @@ def test_service_is_wired_into_the_hub_and_describes_itself(hub, users):
     refused = alice.session.post(f"{api(hub)}items/from-browser", data=b"x", timeout=30,
                                  params={"title": "From a page", "licence": "MIT", "author": "A", "sha256": "0" * 64})
     assert refused.status_code in (401, 403) and "token" in refused.json()["error"]
+    # the OAuth login above passed a code and a state to the service: its access log shows neither
+    service_lines = [line for line in hub_log(hub) if "/services/archive/oauth_callback" in line
+                     and "JupyterHub" not in line and "ConfigProxy" not in line]
+    assert service_lines, "the service logged no OAuth callback"
+    for line in service_lines:
+        assert "code=[redacted]" in line and "state=[redacted]" in line, line
 
 
 def test_without_a_valid_token_the_service_refuses(hub, users, archive_files):
@@ -345,6 +358,16 @@ def test_published_versions_are_immutable_and_only_the_owner_withdraws(hub, user
     overwrite = publish_http(hub, bob.token, "fe-in-bi2te3-model", archive_files.good, version="1")
     assert overwrite.status_code == 409 and "immutable" in overwrite.json()["error"]
     assert target.read_bytes() == original
+    # the name is alice's: bob cannot publish its next version (and become its "latest") either
+    hijack = publish_http(hub, bob.token, "fe-in-bi2te3-model", archive_files.good)
+    assert hijack.status_code == 403, hijack.text
+    assert hijack.json()["field"] == "name" and "belongs to alice" in hijack.json()["error"]
+    assert crate_folders(hub) == ["fe-in-bi2te3-model-1"]
+    owner = requests.get(f"{api(hub)}items/fe-in-bi2te3-model/owner", headers=auth(bob.token), timeout=30)
+    assert owner.json()["owner"] == "alice"
+    refused = requests.post(f"{api(hub)}items/fe-in-bi2te3-model/owner", params={"owner": "bob"},
+                            headers=auth(bob.token), timeout=30)
+    assert refused.status_code == 403 and refused.json()["field"] == "owner"
     for token in (bob.token, None):
         refused = requests.delete(f"{api(hub)}items/fe-in-bi2te3-model/1", headers=auth(token), timeout=30)
         assert refused.status_code in ((403,) if token else (401,)), refused.text
@@ -362,10 +385,52 @@ def test_published_versions_are_immutable_and_only_the_owner_withdraws(hub, user
     assert download.status_code == 410
     again = publish_http(hub, alice.token, "alice-scratch", archive_files.good, version="1")
     assert again.status_code == 409
-    # a hub admin may withdraw anyone's item
+    # a hub admin may withdraw anyone's item, and hand a name to another user
     other = publish_http(hub, bob.token, "bob-scratch", archive_files.good)
     assert other.status_code == 201
     assert requests.delete(f"{api(hub)}items/bob-scratch/1", headers=auth(admin.token), timeout=30).status_code == 200
+    moved = requests.post(f"{api(hub)}items/bob-scratch/owner", params={"owner": "alice"}, headers=auth(admin.token),
+                          timeout=30)
+    assert moved.status_code == 200 and (moved.json()["owner"], moved.json()["previous_owner"]) == ("alice", "bob")
+    assert publish_http(hub, alice.token, "bob-scratch", archive_files.good).json()["version"] == 2
+    assert publish_http(hub, bob.token, "bob-scratch", archive_files.good).status_code == 403
+
+
+def test_a_refused_upload_through_the_proxy_fails_no_other_request(hub, users, archive_files):
+    """A refusal before the body is read (401, 413) used to close the connection under the proxy, which
+    was still sending: the uploader got a reset and, through the hub's proxy, others got 503. Now the
+    service reads the body (bounded) before answering: every request gets its own answer."""
+    bob = users["bob"]
+    stop, answers, errors = threading.Event(), [], []
+
+    def browse():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    answers.append(session.get(api(hub) + "items", headers=auth(bob.token), timeout=30).status_code)
+                except requests.RequestException as exc:
+                    errors.append(repr(exc))
+
+    readers = [threading.Thread(target=browse) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        big = bytes(24 * 1024**2)  # 12 times the limit of this hub (2 MiB)
+        query = {"title": "Too big", "licence": "MIT", "author": "A", "sha256": "0" * 64}
+        with requests.Session() as uploader:
+            for token, status in ((None, 401), (users["alice"].token, 413), ("not-a-token", 401)) * 2:
+                response = uploader.post(f"{api(hub)}items/too-big", params=query, data=big, headers=auth(token),
+                                         timeout=120)
+                assert response.status_code == status, (status, response.status_code, response.text[:300])
+                assert response.json()["status"] == status
+                # the uploader's own next request is served as well
+                assert uploader.get(api(hub) + "openapi.json", timeout=30).status_code == 200
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(60)
+    assert errors == [] and answers and set(answers) == {200}, (errors, sorted(set(answers)))
+    assert list((store_of(hub) / ".staging").iterdir()) == []
 
 
 def test_import_refuses_an_altered_archive_and_leaves_the_profile_unchanged(hub, users, archive_files):
@@ -394,29 +459,34 @@ def test_import_refuses_an_altered_archive_and_leaves_the_profile_unchanged(hub,
     assert aiida_run(hub.home("bob"), NODE_COUNT).strip() == nodes
 
 
-def test_two_users_publishing_at_the_same_moment_get_distinct_versions(hub, users, archive_files):
-    barrier = threading.Barrier(2)
+def test_two_publishes_at_the_same_moment_get_distinct_versions(hub, users, archive_files):
+    """alice publishes the same name twice at once (from two sessions), bob a name of his own: all succeed,
+    alice's with distinct versions. The name is alice's, so bob's publish under it is refused."""
+    barrier = threading.Barrier(3)
     responses = {}
 
-    def publish(user):
+    def publish(key, user, name):
         barrier.wait()
-        responses[user] = publish_http(hub, users[user].token, "race", archive_files.good)
+        responses[key] = publish_http(hub, users[user].token, name, archive_files.good)
 
-    threads = [threading.Thread(target=publish, args=(user,)) for user in ("alice", "bob")]
+    jobs = [("alice-1", "alice", "race"), ("alice-2", "alice", "race"), ("bob", "bob", "race-bob")]
+    threads = [threading.Thread(target=publish, args=job) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(180)
     assert all(r.status_code == 201 for r in responses.values()), {u: r.text for u, r in responses.items()}
-    assert sorted(r.json()["version"] for r in responses.values()) == [1, 2]
+    assert sorted(responses[k].json()["version"] for k in ("alice-1", "alice-2")) == [1, 2]
     assert {r.json()["owner"] for r in responses.values()} == {"alice", "bob"}
+    late = publish_http(hub, users["bob"].token, "race", archive_files.good)
+    assert late.status_code == 403 and "belongs to alice" in late.json()["error"]
     listed = requests.get(api(hub) + "items", params={"name": "race"}, headers=auth(users["bob"].token),
                           timeout=30).json()["items"]
     assert [(e["version"], e["sha256"]) for e in listed] == [(1, archive_files.sha256), (2, archive_files.sha256)]
     with sqlite3.connect(f"{(store_of(hub) / 'catalog.sqlite').as_uri()}?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for entry in StoreReader(store_of(hub)).entries("race"):
-        assert read_crate(store_of(hub) / entry.folder)["publisher"] == entry.owner
+        assert read_crate(store_of(hub) / entry.folder)["publisher"] == entry.owner == "alice"
 
 
 def open_paths(pid: int) -> list[str]:
@@ -496,7 +566,11 @@ def test_service_killed_mid_publish_leaves_no_partial_file_and_no_entry(hub, use
                          if not p.name.startswith("catalog.sqlite"))
     assert files_after == files_before
 
-    # The hub restarts its service (it polls it every 30 s); the store works as before.
+    # What a service killed while checking an upload leaves (its unpacked database) is removed when the
+    # hub restarts the service (it polls it every 30 s); the store works as before.
+    stale = store.root / ".staging" / "inspect-killed"
+    stale.mkdir()
+    (stale / "db.sqlite3").write_bytes(bytes(4096))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -506,5 +580,6 @@ def test_service_killed_mid_publish_leaves_no_partial_file_and_no_entry(hub, use
             pass
         time.sleep(1)
     wait_for_service(hub, timeout=60)
+    assert not stale.exists() and list((store.root / ".staging").iterdir()) == []
     again = publish_http(hub, alice.token, "interrupted", archive_files.good)
     assert again.status_code == 201 and again.json()["version"] == 1, again.text

@@ -1,7 +1,8 @@
 """The user's side of the store: the REST client, the read side, and publish / import / verify.
 
 - :class:`ArchiveClient` speaks to the archive service (``$MLKKR_ARCHIVE_URL``) with a hub token
-  (``$JUPYTERHUB_API_TOKEN`` in a user server). Publishing always goes through it.
+  (``$JUPYTERHUB_API_TOKEN`` in a user server; elsewhere ``$MLKKR_ARCHIVE_TOKEN`` or a file named by
+  ``$MLKKR_ARCHIVE_TOKEN_FILE``: see :func:`resolve_token`). Publishing always goes through it.
 - :class:`LocalSource` reads a store folder directly (``$MLKKR_STORE``, read-only in containers);
   :class:`RemoteSource` reads through the service. Both give ``entries``, ``get``, ``crate`` and
   ``fetch`` (a path to the archive: in the store itself, or downloaded and checked).
@@ -33,6 +34,7 @@ from mlkkr.errors import InputError, ServiceError
 
 ENV_URL = "MLKKR_ARCHIVE_URL"
 ENV_TOKEN = "MLKKR_ARCHIVE_TOKEN"
+ENV_TOKEN_FILE = "MLKKR_ARCHIVE_TOKEN_FILE"
 ENV_STORE = "MLKKR_STORE"
 
 
@@ -105,8 +107,8 @@ class ArchiveClient:
         status = response.status_code
         if status == 401:
             return InputError("token", reason=f"the archive service refused the request: {message}. In a user "
-                              "server $JUPYTERHUB_API_TOKEN is used; elsewhere pass --token or set "
-                              f"${ENV_TOKEN} to a hub token (hub → Token page)")
+                              f"server $JUPYTERHUB_API_TOKEN is used; elsewhere set ${ENV_TOKEN}, or "
+                              f"--token-file / ${ENV_TOKEN_FILE} to a file holding a hub token (hub → Token page)")
         if status == 403:
             error = PermissionDenied(field or "request", reason=message)
             error.args = (message,)  # the service's message names the field already
@@ -251,9 +253,40 @@ class RemoteSource:
             yield self.client.download(entry, Path(tmp) / entry.archive_file, progress, check=check)
 
 
-def client_from_env(url: str | None = None, token: str | None = None) -> ArchiveClient:
-    token = token or os.environ.get(ENV_TOKEN) or os.environ.get("JUPYTERHUB_API_TOKEN")
-    return ArchiveClient(url or os.environ.get(ENV_URL, ""), token)
+def read_token_file(path: str | os.PathLike, field_name: str = "token-file") -> str:
+    """The token in ``path`` (its first line; surrounding blanks dropped)."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(field_name, str(path), reason=f"cannot read the token file ({exc.__class__.__name__}: "
+                         f"{getattr(exc, 'strerror', None) or exc})") from None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not token:
+        raise InputError(field_name, str(path), reason="the token file is empty")
+    return token
+
+
+def resolve_token(token: str | None = None, token_file: str | os.PathLike | None = None) -> str | None:
+    """The hub token to use: ``token``; else the file ``token_file``; else ``$MLKKR_ARCHIVE_TOKEN``; else the
+    file named by ``$MLKKR_ARCHIVE_TOKEN_FILE``; else ``$JUPYTERHUB_API_TOKEN`` (a user server's own).
+
+    A token given on a command line is visible to other users of the machine (``ps``); a file or an
+    environment variable is not.
+    """
+    if token:
+        return token
+    if token_file:
+        return read_token_file(token_file)
+    if os.environ.get(ENV_TOKEN):
+        return os.environ[ENV_TOKEN]
+    if os.environ.get(ENV_TOKEN_FILE):
+        return read_token_file(os.environ[ENV_TOKEN_FILE], ENV_TOKEN_FILE)
+    return os.environ.get("JUPYTERHUB_API_TOKEN") or None
+
+
+def client_from_env(url: str | None = None, token: str | None = None,
+                    token_file: str | os.PathLike | None = None) -> ArchiveClient:
+    return ArchiveClient(url or os.environ.get(ENV_URL, ""), resolve_token(token, token_file))
 
 
 def open_source(store: str | None = None, url: str | None = None, token: str | None = None):

@@ -9,11 +9,22 @@ browsers, the hub's OAuth login (``HubOAuth``). A caller needs the scope
 ``access:services!service=archive``; the hub gives it to every user and to their servers' tokens.
 
 REST API under ``<prefix>api/`` (OpenAPI: ``api/openapi.json``): list, show, download, publish
-(``POST api/items/<name>``, the archive as the body, streamed to disk), withdraw. Writes need a
-token (not a browser cookie), so a web page cannot make a user publish or withdraw behind their back.
+(``POST api/items/<name>``, the archive as the body, streamed to disk), withdraw, and a name's owner
+(``GET``; ``POST api/items/<name>/owner?owner=<user>``: hub admins hand a name to another user). Writes
+need a token (not a browser cookie), so a web page cannot make a user publish or withdraw behind their
+back. A name belongs to its first publisher: another user's publish is refused with 403.
 
-At start it takes the store's writer lock and removes what an interrupted publish left (a staging
-folder, a crate without a catalog row), so a service killed mid-publish leaves nothing behind.
+A refused upload (401, 403, 413, bad metadata) is answered only after its body has been read and
+thrown away (up to ``drain_limit`` bytes; a larger one gets its answer at once, with
+``Connection: close``, and the connection is closed gently), so the connection is never reset under a
+client or a proxy that is still sending: through the hub's proxy a reset turned into 503s for others.
+
+The access log never shows the values of ``code``, ``state``, ``token`` (OAuth, tokens) in a query
+string: they are written as ``[redacted]``.
+
+At start it takes the store's writer lock and removes what an interrupted publish left (staging
+content: an upload, a database being checked, a crate folder; a crate without a catalog row), so a
+service killed mid-publish leaves nothing behind (:func:`open_store`).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import html
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -31,7 +43,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tornado import gen, httpserver, iostream, web
-from tornado.log import app_log
+from tornado.log import access_log, app_log
 
 from mlkkr import __version__
 from mlkkr.archive.names import LICENCES, PublishRequest
@@ -53,6 +65,36 @@ DEFAULT_DRAIN_LIMIT = 64 * 1024**2
 #: reading before closing (a client that reads the answer stops sending and closes first).
 LINGER_SECONDS, LINGER_BYTES = 10.0, DEFAULT_DRAIN_LIMIT
 _log = logging.getLogger("mlkkr.archive.service")
+
+#: Query parameters whose values never reach a log: OAuth's code and state, tokens of any kind.
+_SECRET_PARAMS = re.compile(r"(?i)(?<![a-z0-9_])((?:[a-z0-9_]*token|code|state|password|secret)=)[^&\s#'\"]*")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of secret query parameters (``code``, ``state``, ``*token``, ...) replaced
+    by ``[redacted]``."""
+    return _SECRET_PARAMS.sub(r"\1[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secret query parameters in every record's message (tornado's
+    uncaught-exception log prints the request with its full URI)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """The access log (tornado's format), with secret query parameters redacted."""
+    status = handler.get_status()
+    log = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    request = handler.request
+    log("%d %s %s (%s) %.2fms", status, request.method, redact(request.uri or ""), request.remote_ip,
+        1000.0 * request.request_time())
 
 
 def _status_for(exc: BaseException) -> int:
@@ -97,6 +139,9 @@ class BaseHandler(web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+
+    def _request_summary(self) -> str:
+        return redact(super()._request_summary())
 
     async def authenticate(self) -> dict[str, Any] | None:
         """The user model, or None when no valid credential came; raises 403 when not allowed."""
@@ -474,6 +519,7 @@ def make_app(store: Store, prefix: str = "/services/archive/", *, max_upload: in
         api_prefix=api,
         max_upload=max_upload,
         drain_limit=drain_limit,
+        log_function=log_request,
         cookie_secret=os.urandom(32),
         default_handler_class=_NotFound,
         default_handler_args={},
@@ -525,6 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     from tornado.log import enable_pretty_logging
 
     enable_pretty_logging()
+    install_log_redaction()
     logging.getLogger("mlkkr").setLevel(logging.INFO)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10202"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/archive/")

@@ -10,8 +10,34 @@ from mlkkr.commands._common import emit, handle_errors, json_option
 
 _url = click.option("--url", envvar="MLKKR_ARCHIVE_URL",
                     help="The archive service [env MLKKR_ARCHIVE_URL; a user server has it].")
-_token = click.option("--token", envvar="MLKKR_ARCHIVE_TOKEN", show_envvar=False,
-                      help="Hub token [env MLKKR_ARCHIVE_TOKEN, else JUPYTERHUB_API_TOKEN].")
+_TOKEN_FROM_FILE = "mlkkr.archive.token_from_file"
+
+
+def _read_token_file(ctx, param, value):
+    if value:
+        from mlkkr.archive.client import read_token_file
+        from mlkkr.errors import InputError
+
+        try:
+            ctx.meta[_TOKEN_FROM_FILE] = read_token_file(value)
+        except InputError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _token(func):
+    """``--token`` (visible in ``ps``) and ``--token-file``; without either, mlkkr.archive.client.resolve_token
+    reads $MLKKR_ARCHIVE_TOKEN, the file in $MLKKR_ARCHIVE_TOKEN_FILE, then $JUPYTERHUB_API_TOKEN."""
+    func = click.option("--token", callback=lambda ctx, param, value: value or ctx.meta.get(_TOKEN_FROM_FILE),
+                        help="Hub token. Visible to every user of this machine (ps, /proc): prefer "
+                             "$MLKKR_ARCHIVE_TOKEN or --token-file [default: $MLKKR_ARCHIVE_TOKEN, else the "
+                             "file in $MLKKR_ARCHIVE_TOKEN_FILE, else $JUPYTERHUB_API_TOKEN].")(func)
+    return click.option("--token-file", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                        callback=_read_token_file,
+                        help="A file holding the hub token (its first line), e.g. mode 0600 "
+                             "[env MLKKR_ARCHIVE_TOKEN_FILE].")(func)
+
+
 _store = click.option("--store", type=click.Path(file_okay=False),
                       help="Read the store folder directly [default: $MLKKR_STORE if readable, else --url].")
 _version = click.option("--version", "version", help="Version number [default: the latest].")
