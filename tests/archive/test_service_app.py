@@ -276,11 +276,17 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-def send_post(sock: socket.socket, target: str, length: int, token: str | None, body_bytes: int | None = None) -> None:
+def send_post(sock: socket.socket, target: str, length: int, token: str | None, body_bytes: int | None = None,
+              pause: float = 0.0) -> None:
+    """Headers, then ``body_bytes`` (default: all ``length``) bytes of body; ``pause`` seconds after the first
+    64 KiB of it (a slow sender)."""
     auth = f"Authorization: token {token}\r\n" if token else ""
     sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {length}\r\n\r\n".encode())
     left, zeros = length if body_bytes is None else body_bytes, bytes(1 << 16)
     while left > 0:
+        if pause and left < (length if body_bytes is None else body_bytes):
+            time.sleep(pause)
+            pause = 0.0
         sock.sendall(zeros[: min(left, len(zeros))])
         left -= min(left, len(zeros))
 
@@ -333,9 +339,9 @@ def test_a_refused_upload_beyond_the_drain_limit_is_answered_at_once_and_closed_
                 started = time.monotonic()
                 assert sock.recv(65536) == b""  # ... and sees a clean end (ConnectionResetError before)
                 assert time.monotonic() - started < LINGER_SECONDS
-            # a proxy-like client that sends its whole (smaller than the linger bound) body, then reads
+            # a proxy-like client that sends its whole (smaller than the linger bound) body, slowly, then reads
             with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-                send_post(sock, target, 8 * 1024**2, token)
+                send_post(sock, target, 8 * 1024**2, token, pause=1.0)
                 got, headers, _ = read_response(sock)
                 assert got == status and headers["connection"].lower() == "close"
             # and every other connection is served as usual

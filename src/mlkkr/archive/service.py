@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import html
 import json
 import logging
@@ -479,7 +480,9 @@ async def _answer_and_linger(stream: iostream.IOStream, response: bytes) -> None
         stream.socket.shutdown(socket.SHUT_WR)
         deadline, received = time.monotonic() + LINGER_SECONDS, 0
         while received < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-            chunk = await gen.with_timeout(left, stream.read_bytes(1 << 16, partial=True))
+            # with_timeout takes a timedelta (a bare number would be an absolute IOLoop time)
+            chunk = await gen.with_timeout(datetime.timedelta(seconds=left), stream.read_bytes(1 << 16, partial=True),
+                                           quiet_exceptions=iostream.StreamClosedError)
             received += len(chunk)
     except (iostream.StreamClosedError, TimeoutError, OSError):
         pass
