@@ -257,42 +257,37 @@ class KkrImpuritySeriesWorkChain(WorkChain):
             state = "ok" if node.is_finished_ok else f"failed (exit status {node.exit_status})"
             self.report(f"{name}: {node.process_label}<{node.pk}> {state}")
 
+    @staticmethod
+    def _collect_one(key: str, name: str, node: Any, reused: bool, link: str, retrieved: dict[str, Any],
+                     skipped: list[str]) -> dict[str, Any]:
+        """One embedding (a single or a pair) of the summary: its last KKRimp folder goes to ``retrieved`` under
+        ``link``, or the reason it cannot to ``skipped``."""
+        entry = {key: name, "workflow": node.uuid, "pk": node.pk, "reused": reused, "finished_ok": node.is_finished_ok}
+        if not node.is_finished_ok:
+            skipped.append(f"{name}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
+            return entry
+        try:
+            folder = last_kkrimp_retrieved(node)
+            retrieved[link] = folder
+            conv = folder.creator.outputs.output_parameters.get_dict().get("convergence_group", {})
+            entry.update(converged=bool(conv.get("calculation_converged")), rms=conv.get("rms"))
+        except (InputError, AttributeError, KeyError) as exc:
+            skipped.append(f"{name}: {exc}")
+        return entry
+
     def collect(self) -> Any:
         nodes = self._singles()
         retrieved, summary, skipped = {}, [], []
         for k, el in enumerate(self.inputs.elements.get_list()):
-            node = nodes[el]
-            entry = {"element": el, "workflow": node.uuid, "pk": node.pk, "reused": el in self.ctx.reused,
-                     "finished_ok": node.is_finished_ok}
-            if node.is_finished_ok:
-                try:
-                    folder = last_kkrimp_retrieved(node)
-                    retrieved[f"e{k:03d}_{el}"] = folder
-                    conv = folder.creator.outputs.output_parameters.get_dict().get("convergence_group", {})
-                    entry.update(converged=bool(conv.get("calculation_converged")), rms=conv.get("rms"))
-                except (InputError, AttributeError, KeyError) as exc:
-                    skipped.append(f"{el}: {exc}")
-            else:
-                skipped.append(f"{el}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
-            summary.append(entry)
+            summary.append(self._collect_one("element", el, nodes[el], el in self.ctx.reused, f"e{k:03d}_{el}",
+                                             retrieved, skipped))
         pairs = {p: orm.load_node(u) for p, u in self.ctx.pair_reused.items()}
         pairs.update({f"{a}-{b}": self.ctx[f"pair_{a}_{b}"] for a, b, _ in self.ctx.pair_todo
                       if f"pair_{a}_{b}" in self.ctx})
         skipped += self.ctx.pair_skipped
         for k, (pair, node) in enumerate(pairs.items()):
-            entry = {"pair": pair, "workflow": node.uuid, "pk": node.pk, "reused": pair in self.ctx.pair_reused,
-                     "finished_ok": node.is_finished_ok}
-            if node.is_finished_ok:
-                try:
-                    folder = last_kkrimp_retrieved(node)
-                    retrieved[f"p{k:03d}_{pair.replace('-', '_')}"] = folder
-                    conv = folder.creator.outputs.output_parameters.get_dict().get("convergence_group", {})
-                    entry.update(converged=bool(conv.get("calculation_converged")), rms=conv.get("rms"))
-                except (InputError, AttributeError, KeyError) as exc:
-                    skipped.append(f"{pair}: {exc}")
-            else:
-                skipped.append(f"{pair}: {node.process_label}<{node.pk}> exit status {node.exit_status}")
-            summary.append(entry)
+            summary.append(self._collect_one("pair", pair, node, pair in self.ctx.pair_reused,
+                                             f"p{k:03d}_{pair.replace('-', '_')}", retrieved, skipped))
         if not retrieved:
             return self.exit_codes.ERROR_EMBEDDING_FAILED.format(reasons="; ".join(skipped))
         dataset = radial_dataset(host_label=self.inputs.host_label, **retrieved,
