@@ -9,7 +9,6 @@ command; ``train`` and ``predict`` have one sub-command per kind.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
 import click
@@ -44,10 +43,9 @@ def predict():
 
 def model_kind(model: str | Path) -> str:
     """The ``kind`` recorded in a model folder's ``model.json``; InputError when it is not a model."""
-    meta = Path(model) / "model.json"
-    if not meta.is_file():
-        raise InputError("MODEL", str(model), reason=f"{model} is not an mlkkr model folder (no model.json)")
-    kind = json.loads(meta.read_text()).get("kind")
+    from mlkkr.models.files import read_meta
+
+    kind = read_meta(model).get("kind")
     if kind not in KINDS:
         raise InputError("model.json:kind", kind, allowed=KINDS)
     return kind

@@ -12,7 +12,8 @@ matrix (exact ridge solutions, one pass over the data); the final model is sciki
 
 Saved as a folder: ``model.json`` (kind "potential", hyper-parameters, species, metrics, training-data
 checksum — written by the caller through :meth:`PotentialModel.save`) and ``weights.npz`` (the
-coefficients on the raw descriptor: prediction = X @ coef + intercept, eV).
+coefficients on the raw descriptor: prediction = X @ coef + intercept, eV). model.json records the
+SHA-256 of weights.npz (``"files"``), verified on loading (:mod:`mlkkr.models.files`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from mlkkr import __version__
 from mlkkr.descriptors.jl import JLDescriptor, JLParams, make_params
 from mlkkr.errors import InputError
+from mlkkr.models.files import check_finite, checksums, read_meta, verify_files
 
 KIND = "potential"
 #: Default grid of ridge strengths (scikit-learn's alpha on standardised features).
@@ -134,30 +136,47 @@ class PotentialModel:
         doc = {"kind": KIND, "mlkkr_version": __version__, **self.hyperparameters(),
                "species": list(self.params.species), "n_features": self.descriptor.n_features,
                "units": {"delta_v": "eV", "positions": "angstrom", "cutoff": "angstrom"},
-               "weights": WEIGHTS, **(meta or {})}
+               "weights": WEIGHTS, **(meta or {}), "files": checksums(folder, [WEIGHTS])}
         (folder / META).write_text(json.dumps(doc, indent=2, sort_keys=True, default=_plain) + "\n")
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> tuple[PotentialModel, dict[str, Any]]:
-        """(model, model.json contents) from a folder written by :meth:`save`."""
+        """(model, model.json contents) from a folder written by :meth:`save`.
+
+        Checked first (:mod:`mlkkr.models.files`): model.json must be a JSON object with finite numbers in
+        ``descriptor``, ``ridge`` and ``environment``; weights.npz must be present and, when model.json
+        records checksums (``"files"``, written since issue 15), match its SHA-256. Folders written
+        before that have no ``"files"`` and load as before, unverified. :class:`InputError` otherwise.
+        """
         folder = Path(folder)
-        meta_path = folder / META
-        if not meta_path.is_file():
-            raise InputError("MODEL", str(folder), reason=f"{folder} is not an mlkkr model folder (no {META})")
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta(folder)
         if meta.get("kind") != KIND:
             raise InputError("model.json:kind", meta.get("kind"), allowed=[KIND])
-        d = dict(meta["descriptor"])
-        params = make_params(d.pop("species"), **d)
-        r = meta["ridge"]
-        model = cls(params, alphas=r["alphas"], n_folds=r["n_folds"], solver=r.get("solver", "auto"))
-        with np.load(folder / meta.get("weights", WEIGHTS)) as w:
-            coef = np.asarray(w["coef"], float)
-            if coef.shape != (model.descriptor.n_features,):
-                raise InputError("weights", coef.shape, reason="do not match the descriptor in model.json")
-            model.coef_ = coef
-            model.intercept_ = float(w["intercept"])
+        check_finite(meta, ("descriptor", "ridge", "environment"))
+        weights = meta.get("weights", WEIGHTS)
+        if weights != WEIGHTS:
+            raise InputError("model.json:weights", weights, allowed=[WEIGHTS])
+        verify_files(folder, meta, [WEIGHTS])
+        try:
+            d = dict(meta["descriptor"])
+            params = make_params(d.pop("species"), **d)
+            r = meta["ridge"]
+            model = cls(params, alphas=r["alphas"], n_folds=r["n_folds"], solver=r.get("solver", "auto"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError("model.json", str(folder / META), reason=f"not a potential model ({exc!r})") from None
+        try:
+            with np.load(folder / WEIGHTS, allow_pickle=False) as w:
+                coef = np.asarray(w["coef"], float)
+                intercept = float(w["intercept"])
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise InputError("MODEL", str(folder / WEIGHTS), reason=f"{WEIGHTS} is damaged: {exc}") from None
+        if coef.shape != (model.descriptor.n_features,):
+            raise InputError("weights", coef.shape, reason="do not match the descriptor in model.json")
+        if not (np.all(np.isfinite(coef)) and np.isfinite(intercept)):
+            raise InputError("MODEL", str(folder / WEIGHTS), reason=f"{WEIGHTS} holds non-finite coefficients")
+        model.coef_ = coef
+        model.intercept_ = intercept
         model.alpha_ = r["alpha"]
         model.cv_rmse_ = list(r.get("cv_rmse_eV", []))
         return model, meta

@@ -29,7 +29,8 @@ strength is chosen by leave-one-group-out cross-validation over the training emb
 elements (the same question the held-out evaluation asks).
 
 Saved as a folder: ``model.json`` (kind "potential-radial", hyper-parameters, metrics) and
-``weights.npz`` (coefficients); no pickle anywhere.
+``weights.npz`` (coefficients; its SHA-256 recorded in model.json's ``"files"`` and verified on loading,
+see :mod:`mlkkr.models.files`); no pickle anywhere.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from mlkkr import __version__
 from mlkkr.data.schema import RadialEmbedding, nuclear_term
 from mlkkr.descriptors.jl import make_params, radial_basis
 from mlkkr.errors import InputError
+from mlkkr.models.files import check_finite, checksums, read_meta, verify_files
 
 KIND = "potential-radial"
 META, WEIGHTS = "model.json", "weights.npz"
@@ -239,17 +241,23 @@ class RadialPotentialModel:
         np.savez(folder / WEIGHTS, q=self.q, coef=self.coef, intercept=self.intercept)
         meta = {"kind": KIND, "mlkkr_version": __version__, "config": asdict(self.config), "r_max": self.r_max,
                 "degree": self.degree_,
-                "info": self.info, **(extra or {})}
+                "info": self.info, **(extra or {}), "files": checksums(folder, [WEIGHTS])}
         (folder / META).write_text(json.dumps(meta, indent=1, default=float))
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> RadialPotentialModel:
+        """A folder written by :meth:`save`. Checked first (:mod:`mlkkr.models.files`): model.json must be a
+        JSON object with finite ``config``, ``r_max`` and ``degree``; weights.npz must be present and, when
+        model.json records checksums (``"files"``, since issue 15), match its SHA-256. Older folders have
+        no ``"files"`` and load as before, unverified. :class:`InputError` otherwise."""
         folder = Path(folder)
+        meta = read_meta(folder)
+        if meta.get("kind") != KIND:
+            raise InputError("model", str(folder), reason=f"not a {KIND} model (kind {meta.get('kind')!r})")
+        check_finite(meta, ("config", "r_max", "degree"))
+        verify_files(folder, meta, [WEIGHTS])
         try:
-            meta = json.loads((folder / META).read_text())
-            if meta.get("kind") != KIND:
-                raise InputError("model", str(folder), reason=f"not a {KIND} model (kind {meta.get('kind')!r})")
             cfg = meta["config"]
             cfg["alphas"], cfg["degrees"] = tuple(cfg["alphas"]), tuple(cfg["degrees"])
             model = cls(RadialConfig(**cfg))

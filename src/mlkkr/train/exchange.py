@@ -12,6 +12,9 @@ A trained model is a folder::
     split.npz        indices of the train / val / test records
     history.json     per-epoch losses and validation errors
 
+model.json records the SHA-256 of weights.pt, baseline.npz and split.npz (``"files"``); :func:`load_model`
+verifies them (see :mod:`mlkkr.models.files`).
+
 Every file is written to a temporary name and renamed into place, so a kill at any moment leaves the
 previous checkpoint intact. Reproducibility: the weights are initialised from ``seed``, and epoch e
 shuffles the training records, taken in content order (``canonical_rank``: the order of the records
@@ -48,6 +51,7 @@ from mlkkr.models.exchange import (
     build_graphs,
     tensor_stats,
 )
+from mlkkr.models.files import check_finite, checksums, read_meta, verify_files
 from mlkkr.train.exchange_data import (
     PARTS,
     SPLITS,
@@ -501,6 +505,8 @@ def _finish(folder: Path, pairs: Sequence[Any], graphs: PairGraphs, targets: np.
                       "A = (J_ij - J_ij^T)/2; S symmetric traceless",
         "n_parameters": int(sum(p.numel() for p in net.parameters())), "network": net.describe(),
         "init_from": settings.get("init_from"),
+        # SHA-256 of every weight/array file, verified by load_model (issue 15: folders travel through the store)
+        "files": checksums(folder, [n for n in ("weights.pt", "baseline.npz", "split.npz") if (folder / n).is_file()]),
     }
     write_json(folder / "history.json", history)
     write_json(folder / "model.json", meta)
@@ -533,12 +539,17 @@ class LoadedModel:
 
 
 def load_model(folder: str | Path, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
-    """Load a model folder written by :func:`fit`."""
+    """Load a model folder written by :func:`fit`.
+
+    The folder may come from the shared store, so it is checked first (:mod:`mlkkr.models.files`):
+    model.json must be a JSON object whose configuration and statistics (``model``, ``training``,
+    ``hosts``) are finite numbers, weights.pt must be present, and every file recorded in model.json's
+    ``"files"`` must match its SHA-256 — else :class:`InputError` naming model.json, the key path or the
+    file. Folders written before checksums were recorded (no ``"files"``) load as before, unverified.
+    The weights are read with ``weights_only=True`` (tensors only, no code).
+    """
     folder = Path(folder)
-    meta_path = folder / "model.json"
-    if not meta_path.is_file():
-        raise InputError("MODEL", str(folder), reason=f"{folder} is not an mlkkr model folder (no model.json)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(folder)
     if meta.get("kind") != KIND:
         raise InputError("model.json:kind", meta.get("kind"), allowed=[KIND])
     if meta.get("format") != FORMAT or meta.get("architecture") != ARCHITECTURE:
@@ -547,21 +558,36 @@ def load_model(folder: str | Path, device: str = "cpu", dtype: str | None = None
         raise InputError("model.json:format", fmt, allowed=[FORMAT],
                          reason=f"{folder} holds a format {fmt} network ({arch}) that this mlkkr cannot load; "
                                 "retrain it")
-    cfg = ExchangeModelConfig.from_dict(meta["model"])
+    check_finite(meta, ("model", "training", "hosts"))
+    verify_files(folder, meta, ["weights.pt"])
+    try:
+        cfg = ExchangeModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError("model.json:model", None, reason=f"not an exchange model configuration ({exc!r})") from None
     dev = resolve_device(device)
     net = ExchangeNet.build(cfg, DTYPES[dtype or meta["training"].get("dtype", "float32")])
-    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    # buffers are constants of the configuration (e3nn's Wigner 3j symbols and output masks, the radial
-    # frequencies, the scales): keep the ones just built in this dtype, exact also when it is wider
-    own = net.state_dict()
-    constants = set(own) - {name for name, _ in net.named_parameters()}
-    net.load_state_dict({**state, **{k: own[k] for k in constants}})
+    import pickle
+
+    try:
+        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        # buffers are constants of the configuration (e3nn's Wigner 3j symbols and output masks, the radial
+        # frequencies, the scales): keep the ones just built in this dtype, exact also when it is wider
+        own = net.state_dict()
+        constants = set(own) - {name for name, _ in net.named_parameters()}
+        net.load_state_dict({**state, **{k: own[k] for k in constants}})
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, TypeError) as exc:
+        raise InputError("MODEL", str(folder / "weights.pt"), reason="weights.pt is damaged or does not match "
+                         f"model.json: {str(exc).splitlines()[0][:200]}") from None
     net = net.to(dev)
     net.eval()
     baseline = None
     if (folder / "baseline.npz").is_file():
-        with np.load(folder / "baseline.npz") as a:
-            baseline = DistanceSpeciesBaseline.from_arrays(dict(a))
+        try:
+            with np.load(folder / "baseline.npz", allow_pickle=False) as a:
+                baseline = DistanceSpeciesBaseline.from_arrays(dict(a))
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise InputError("MODEL", str(folder / "baseline.npz"), reason="baseline.npz is damaged: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
     return LoadedModel(net, meta, baseline, folder)
 
 
