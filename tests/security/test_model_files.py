@@ -289,3 +289,54 @@ def test_radial_model_checksums(tmp_path):
     # the good folder is untouched by all this and predicts as before
     assert CliRunner().invoke(main, args).output == good
 
+
+# -- HDF5 temporaries of killed writes -----------------------------------------------------------------
+def test_a_killed_hdf5_write_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    """A writer killed inside the write left ``.NAME.*.h5.tmp`` behind for ever; now the next write of the same
+    target removes it (its process is gone), and keeps what may still be in use."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from mlkkr.data.h5io import read_exchange
+
+    target = tmp_path / "pairs.h5"
+    kill = ("import os, sys; from mlkkr.data.h5io import atomic_write; "
+            "atomic_write(sys.argv[1], lambda f: (f.create_dataset('x', data=[1, 2, 3]), f.flush(), os._exit(9)))")
+    run = subprocess.run([sys.executable, "-c", kill, str(target)], capture_output=True, text=True)
+    assert run.returncode == 9, run.stderr
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".pairs.h5.") and left[0].endswith(".h5.tmp"), left
+    assert not target.exists()
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    files = {
+        "live": f".pairs.h5.{host}-{os.getpid()}.abcd1234.h5.tmp",       # a writer still running: kept
+        "fresh_old_format": ".pairs.h5.abcdefgh.h5.tmp",                 # unknown writer, recent: kept
+        "aged_old_format": ".pairs.h5.zyxw_987.h5.tmp",                  # unknown writer, 2 h old: removed
+        "dead_pid": f".pairs.h5.{host}-{dead_pid}.q1w2e3r4.h5.tmp",      # its writer is gone: removed
+        "other_host": f".pairs.h5.elsewhere-{dead_pid}.a1s2d3f4.h5.tmp",  # another host, recent: kept
+        "other_target": f".other.h5.{host}-{dead_pid}.z9x8c7v6.h5.tmp",   # another target: kept
+        "user_file": ".pairs.h5.notes.txt",                               # not a temporary: kept
+    }
+    for name in files.values():
+        (tmp_path / name).write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(tmp_path / files["aged_old_format"], (two_hours_ago, two_hours_ago))
+    os.symlink(tmp_path / files["live"], tmp_path / ".pairs.h5.linklink.h5.tmp")  # a link is never followed
+    os.utime(tmp_path / ".pairs.h5.linklink.h5.tmp", (two_hours_ago, two_hours_ago), follow_symlinks=False)
+    pair = ExchangePair(host="ti", species_i="Fe", species_j="Fe", position_i=np.zeros(3), position_j=[A, 0, 0],
+                        tensor=np.eye(3))
+    write_exchange(target, [pair], {"source": "tests/security"})
+    assert len(read_exchange(target)) == 1
+    now = {p.name for p in tmp_path.iterdir()}
+    assert left[0] not in now  # the killed writer's temporary is gone
+    assert files["aged_old_format"] not in now and files["dead_pid"] not in now
+    for key in ("live", "fresh_old_format", "other_host", "other_target", "user_file"):
+        assert files[key] in now, key
+    assert ".pairs.h5.linklink.h5.tmp" in now and (tmp_path / files["live"]).read_bytes() == b"partial"
+    assert now == {"pairs.h5", ".pairs.h5.linklink.h5.tmp",
+                   *(files[k] for k in ("live", "fresh_old_format", "other_host", "other_target", "user_file"))}

@@ -41,7 +41,9 @@ Schema ``mlkkr.embedding`` version 1 (group ``/embedding``)::
 
 Writing is deterministic (no timestamps, fixed HDF5 format versions, sorted JSON): the same records
 and parameters give byte-identical files. A file is written to a temporary name in the target
-folder and renamed into place (``os.replace``), so an error never leaves a half-written file.
+folder and renamed into place (``os.replace``), so an error never leaves a half-written file; the
+temporary of a killed write (its writer's process gone, or older than an hour) is removed by the next
+write of the same target.
 """
 
 from __future__ import annotations
@@ -96,13 +98,82 @@ def _plain(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+#: A temporary file of a write that was killed is removed by the next write of the same target once it is
+#: older than this (seconds), whoever wrote it; see :func:`clean_stale_temporaries`.
+STALE_TMP_SECONDS = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # never claim "gone" for a pid we cannot check
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user's process
+        return True
+    return True
+
+
+def clean_stale_temporaries(path: str | Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove the temporary files that killed writes of ``path`` left beside it; return the removed paths.
+
+    A temporary is ``.<name>.<host>-<pid>.<random>.h5.tmp`` (``.<name>.<random>.h5.tmp`` before issue 15).
+    It is stale, and removed, when its writer ran on this host and that process is gone, or when it was
+    last modified more than ``max_age`` seconds ago (a write takes seconds: the records are built before
+    the file is opened; a writer on another host of a shared folder cannot be asked, so only age counts
+    for it). A live writer's file is never touched: its pid exists, and it keeps the file fresh while it
+    writes. Only regular files of exactly this target's pattern are considered (no links, no other names).
+    """
+    import re
+    import socket
+    import stat
+    import time
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(?P<host>[^/]+)-(?P<pid>\d+)\.)?[A-Za-z0-9_]{{8}}\.h5\.tmp")
+    host, now, removed = socket.gethostname(), time.time(), []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.fullmatch(name)
+        if not m:
+            continue
+        tmp = folder / name
+        try:
+            st = os.lstat(tmp)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        dead = m["pid"] is not None and m["host"] == host and not _pid_alive(int(m["pid"]))
+        if dead or now - st.st_mtime > max_age:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path: str | Path, write: Callable[[h5py.File], None]) -> Path:
-    """Write an HDF5 file through ``write(h5file)`` to a temporary file, then rename it into place."""
+    """Write an HDF5 file through ``write(h5file)`` to a temporary file, then rename it into place.
+
+    The temporary (``.<name>.<host>-<pid>.<random>.h5.tmp`` in the target folder) is removed on any error;
+    one left by a killed write is removed by the next write of the same target
+    (:func:`clean_stale_temporaries`)."""
+    import socket
+
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError("output", str(path), reason=f"folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5.tmp", dir=folder)
+    clean_stale_temporaries(path)
+    tag = f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{tag}.", suffix=".h5.tmp", dir=folder)
     os.close(fd)
     try:
         with h5py.File(tmp, "w", libver=_LIBVER) as f:
