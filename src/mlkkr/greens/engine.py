@@ -63,7 +63,12 @@ class KGrid:
 
 
 def make_kgrid(value: int | dict[str, Any] | KGrid | None = None) -> KGrid:
-    """Validated :class:`KGrid` from an int (uniform base n, default cap and scale) or a table."""
+    """Validated :class:`KGrid` from an int (base n, default cap and scale) or a table.
+
+    ``n`` and ``n_max`` are integers from 4 to 256. Without an explicit ``n_max`` the cap is the default
+    (64) or ``n`` when that is larger, so ``kgrid = 100`` is a 100³ grid at every energy; an explicit
+    ``n_max`` below ``n`` is refused.
+    """
     if value is None:
         return KGrid()
     if isinstance(value, KGrid):
@@ -80,6 +85,9 @@ def make_kgrid(value: int | dict[str, Any] | KGrid | None = None) -> KGrid:
     for key, v in (("n", n), ("n_max", n_max)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 4 <= v <= 256:
             raise InputError(f"kgrid.{key}", v, allowed="an integer from 4 to 256 (k points per direction)")
+    explicit_cap = isinstance(value, KGrid) or (isinstance(value, dict) and "n_max" in value)
+    if not explicit_cap:
+        n_max = max(n_max, n)  # the default cap follows a larger base n (kgrid = 100 is a 100³ grid)
     if n_max < n:
         raise InputError("kgrid.n_max", n_max, reason=f"must be >= kgrid.n = {n}")
     try:

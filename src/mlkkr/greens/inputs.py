@@ -5,8 +5,8 @@ Layout (TOML; YAML has the same keys)::
     [host]                 # or: host = "ti"
     name = "ti"            # "ti" or "metal"; any preset field may be overridden (eV, Å)
     fermi_level = 1.1
-    [kgrid]                # or: kgrid = 24
-    n = 24                 # base k points per direction; n_max, c: see engine.KGrid
+    [kgrid]                # or: kgrid = 24 (4 … 256; the default cap n_max = 64 follows a larger n)
+    n = 24                 # base k points per direction; n_max (>= n), c: see engine.KGrid
     [contour]
     kind = "matsubara"     # or "semicircle"; point counts, temperature (K), margin (eV)
     [[defects]]
