@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = "mlkkr/jij-real"
 
@@ -89,7 +91,13 @@ def main() -> int:
     ap.add_argument("--max-concurrent", type=int, default=2, help="host SCFs running at once")
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "data" / "jij-real.h5")
     ap.add_argument("--archive", type=Path, default=None, help="also export the Group as an AiiDA archive")
+    ap.add_argument("--recompute-environments", type=Path, default=None, metavar="FILE",
+                    help="no runs: rewrite FILE (written by this script) with every pair's environment taken from "
+                         "its system's whole crystal — files written before mlkkr's reader used the whole crystal "
+                         "(readers_jij.jij_crystal) hold only the J_ij sites there (no Cu in the L1₂ cells)")
     args = ap.parse_args()
+    if args.recompute_environments:
+        return recompute_environments(args.recompute_environments, args.env_cutoff)
 
     from aiida import load_profile, orm
 
@@ -162,6 +170,29 @@ def main() -> int:
 
         export_group(orm.load_group(GROUP), args.archive)
         print(f"archive → {args.archive}")
+    return 0
+
+
+def recompute_environments(path: Path, env_cutoff: float) -> int:
+    """Rewrite ``path`` with each pair's environment from its system's whole crystal (J_ij unchanged)."""
+    from aiida import load_profile, orm
+
+    load_profile()
+    from mlkkr.aiida.readers_jij import crystal_environment
+    from mlkkr.data.h5io import read_exchange, read_parameters, write_exchange
+
+    table = systems()
+    pairs, params = read_exchange(path), read_parameters(path)
+    changed = 0
+    for p in pairs:
+        name = p.provenance["workflow_label"].split(" r<")[0].removeprefix("Jij ")
+        crystal = orm.StructureData(ase=table[name][0])
+        species, positions = crystal_environment(crystal, np.stack([p.position_i, p.position_j]), env_cutoff)
+        changed += sorted(species) != sorted(p.environment_species)
+        p.environment_species, p.environment_positions = species, positions
+        p.provenance["environment"] = "the whole crystal (recomputed by make_jij_real.py --recompute-environments)"
+    write_exchange(path, pairs, {**params, "environments_recomputed": True})
+    print(f"{changed} of {len(pairs)} environments changed → {path}")
     return 0
 
 

@@ -544,7 +544,7 @@ def fe_jij_soc(fe_jij, services):
     return node
 
 
-def test_real_jij_with_spin_orbit_give_the_full_tensor_in_the_crystal_symmetry(fe_jij, fe_jij_soc):
+def test_real_jij_with_spin_orbit_give_the_full_tensor_in_the_crystal_symmetry(fe_jij, fe_jij_soc, monkeypatch):
     """With SOC (one-shot Chebyshev run on the scalar-relativistic potential) JuKKR gives J, D and the symmetric
     anisotropy S (18 columns). Measured here: J1 = 18.97 meV (19.11 without SOC), J2 = 8.57 (8.60); D = 0 on
     every bond (each bond midpoint of bcc is an inversion centre); S of the 8 nearest neighbours is
@@ -552,18 +552,22 @@ def test_real_jij_with_spin_orbit_give_the_full_tensor_in_the_crystal_symmetry(f
     (7e-8 meV) — aiida-kkr 2.3.1's own assembly of S breaks them by 0.03 meV (kkr_compat ``jij_tensor_frames``)."""
     from aiida_kkr.tools import jij_tools
 
-    from mlkkr.aiida.readers_jij import pairs_from_workflow, tensors_from_jij_expanded
+    from mlkkr.aiida.readers_jij import jij_crystal, pairs_from_workflow, tensors_from_jij_expanded
     from mlkkr.data.symmetry import allowed_dmi
     from mlkkr.greens.exchange import decompose
     from mlkkr.train.exchange import part_mask
 
-    _, plain = fe_jij
+    host, plain = fe_jij
+    # the pairs' crystal is the host's (found through the provenance), not the J_ij sites only
+    assert jij_crystal(fe_jij_soc).uuid == host.inputs.structure.uuid
     table = fe_jij_soc.outputs.jij_data.get_array("Jij_expanded")
     assert table.shape == (14, 18)
     pairs = pairs_from_workflow(fe_jij_soc, env_cutoff=3.7)
     iso = {round(p.distance, 3): p.J for p in pairs_from_workflow(plain, env_cutoff=3.7)}
     assert all(p.provenance["tensor_parts"] == ["J", "D", "S"] for p in pairs)
     assert all(p.provenance["anisotropy"].startswith("re-assembled") for p in pairs)
+    # one Chebyshev step on the potential the other solver converged: 0.03 electron from neutral here
+    assert 0 < pairs[0].provenance["charge_error"] < 0.1
     assert part_mask(pairs).tolist() == [[1, 1, 1]] * 14
     parts = [decompose(p.tensor) for p in pairs]
     for p, x in zip(pairs, parts, strict=True):
@@ -595,3 +599,11 @@ def test_real_jij_with_spin_orbit_give_the_full_tensor_in_the_crystal_symmetry(f
     up_bonds = upstream.get_array("positions_expanded")
     assert np.allclose(up_table[:, :9], table[:, :9]) and np.allclose(up_bonds, bonds, atol=1e-4)
     assert _symmetry_violation(up_bonds, tensors_from_jij_expanded(up_table)[0]) > 0.01
+    # J_ij whose runs are far from neutral (a FePt cell's one-shot SOC runs: 2.5 e) are skipped, with the reason
+    from mlkkr.aiida import readers_jij
+    from mlkkr.aiida.readers_results import read
+
+    monkeypatch.setattr(readers_jij, "jij_charge_error", lambda wc: 2.47)
+    with pytest.raises(InputError, match="2.47 electrons from neutral .* --include-unconverged"):
+        read([fe_jij_soc], "exchange", env_cutoff=3.7)
+    assert len(read([fe_jij_soc], "exchange", env_cutoff=3.7, include_unconverged=True)[0]) == 14

@@ -47,7 +47,9 @@ def exchange_dataset(workflow: orm.WorkflowNode, env_cutoff: float = 6.0) -> Dat
         raise InputError("workflow", workflow.pk, reason=f"did not finish ok (exit status {workflow.exit_status})")
     if not env_cutoff > 0:
         raise InputError("env_cutoff", env_cutoff, allowed="a positive distance in Å")
-    return jij_to_dataset(workflow.outputs.jij_data, workflow.outputs.structure_jij_sites, orm.Float(env_cutoff))
+    from mlkkr.aiida.readers_jij import jij_crystal
+
+    return jij_to_dataset(workflow.outputs.jij_data, jij_crystal(workflow), orm.Float(env_cutoff))
 
 
 def kkrimp_reader() -> Any:

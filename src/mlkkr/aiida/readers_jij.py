@@ -8,7 +8,8 @@ an ``ArrayData`` with
   full-tensor solver, whose nine tensor columns hold only the *symmetric* part (J_xy = J_yx);
 * ``positions_expanded`` (n, 3): the bond vector r_j − r_i (Å) of each pair;
 
-``i`` and ``j`` index the sites of the workflow's ``structure_jij_sites`` output. aiida-kkr already
+``i`` and ``j`` index the sites of the whole crystal (found through the provenance by :func:`jij_crystal`;
+the workflow's ``structure_jij_sites`` output holds only the J_ij sites). aiida-kkr already
 converts to meV and flips the sign so that J > 0 is ferromagnetic, and J = Tr/3 — mlkkr's convention
 (:mod:`mlkkr.greens.exchange`). Conversions made here, explicitly:
 
@@ -210,10 +211,48 @@ def pairs_from_workflow(wc: Any, env_cutoff: float = 6.0) -> list[ExchangePair]:
     if not wc.is_finished_ok:
         raise InputError("node", wc.pk, reason=f"workflow {wc.pk} did not finish ok (exit status {wc.exit_status})")
     outputs = wc.outputs
-    structure = outputs.structure_jij_sites
-    return pairs_from_jij_data(outputs.jij_data, structure, env_cutoff,
-                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label, "workflow_label": wc.label},
+    return pairs_from_jij_data(outputs.jij_data, jij_crystal(wc), env_cutoff,
+                               {"workflow_uuid": wc.uuid, "workflow": wc.process_label, "workflow_label": wc.label,
+                                "charge_error": jij_charge_error(wc)},
                                workflow=wc)
+
+
+#: |charge neutrality| (electrons per cell) above which a J_ij run's potential is not consistent with its solver
+MAX_CHARGE_ERROR = 0.1
+
+
+def jij_charge_error(wc: Any) -> float | None:
+    """Largest |charge neutrality| (electrons per cell) of the KKRhost runs of a ``kkr_jij_wc``; None when no
+    run reports it. A J_ij run is one step on the host's potential: with the solver the host converged with
+    it is ≈ 0; switched to the Chebyshev solver for SOC it is what that solver makes of the potential —
+    0.03 e for bcc Fe here, 2.5 e for a FePt cell (Pt's 5d), where the J_ij are then not to be trusted."""
+    errors = []
+    for calc in wc.called:
+        if calc.process_label == "KkrCalculation" and "output_parameters" in calc.outputs:
+            value = (calc.outputs.output_parameters.get_dict().get("convergence_group") or {}).get(
+                "charge_neutrality")
+            if value is not None:
+                errors.append(abs(float(value)))
+    return max(errors) if errors else None
+
+
+def jij_crystal(wc: Any) -> Any:
+    """The whole crystal of a ``kkr_jij_wc`` (StructureData), found through the provenance of its host.
+
+    Its ``structure_jij_sites`` output holds only the sites with J_ij — the non-magnetic atoms (Cu in
+    L1₂ Cu₃Fe, Pt in FePt) are missing there, and the rows' i and j count the sites of the whole crystal.
+    The output is the fallback when the provenance is not at hand (an archive exported without it)."""
+    try:
+        from aiida_kkr.tools.find_parent import find_parent_structure
+
+        crystal, _ = find_parent_structure(wc.inputs.remote_data)
+    except Exception:  # noqa: BLE001 - any failure to walk the provenance: use the output
+        return wc.outputs.structure_jij_sites
+    reduced = wc.outputs.structure_jij_sites
+    full = np.array([s.position for s in crystal.sites], float).reshape(-1, 3)
+    ok = np.allclose(np.asarray(crystal.cell, float), np.asarray(reduced.cell, float), atol=1e-6) and all(
+        np.min(np.linalg.norm(full - np.asarray(s.position, float), axis=1)) < SAME_SITE for s in reduced.sites)
+    return crystal if ok else reduced
 
 
 def jij_workflows() -> list[Any]:

@@ -58,7 +58,7 @@ def read(nodes: list[orm.Node], kind: str = "auto", *, env_cutoff: float = 6.0, 
 
     InputError when nothing usable was found; its message lists every node looked at and why.
     """
-    from mlkkr.aiida.readers_jij import pairs_from_workflow
+    from mlkkr.aiida.readers_jij import MAX_CHARGE_ERROR, pairs_from_workflow
     from mlkkr.aiida.readers_kkrimp import radial_embedding
 
     found = candidates(nodes)
@@ -84,6 +84,12 @@ def read(nodes: list[orm.Node], kind: str = "auto", *, env_cutoff: float = 6.0, 
                                        "converged": rec.converged})
             else:
                 got = pairs_from_workflow(wf, env_cutoff)
+                charge = got[0].provenance.get("charge_error") if got else None
+                if charge is not None and charge > MAX_CHARGE_ERROR and not include_unconverged:
+                    report["skipped"].append({**entry, "reason": f"its KKRhost runs are {charge:.3g} electrons from "
+                                              f"neutral (> {MAX_CHARGE_ERROR}): the potential is not consistent with "
+                                              "their solver; --include-unconverged to read it"})
+                    continue
                 records.extend(got)
                 report["read"].append({**entry, "records": len(got)})
         except (InputError, KeyError, AttributeError, ValueError) as exc:
