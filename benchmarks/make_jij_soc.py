@@ -25,7 +25,7 @@ Fe/Pt interface, where Moriya's rules allow D ∥ ẑ × r̂ on in-plane Fe–Fe
 ẑ. Its one-shot SOC runs are 2.5 electrons from neutral (the Chebyshev solver on a potential converged with
 the other one; bcc Fe: 0.03 e): its D *directions* check the reader against the crystal's symmetry, its
 magnitudes are not physical (a Chebyshev+SOC self-consistency would be needed) and it stays out of the ML
-data. The J_ij pairs of consistent runs (|charge error| ≤ 0.1 e) go to an ``mlkkr.exchange`` file for ML-Exc;
+data. The J_ij pairs of consistent runs (|charge error| ≤ 0.5 e per cell) go to an ``mlkkr.exchange`` file for ML-Exc;
 the numbers to benchmarks/results/jij_soc.json.
 """
 

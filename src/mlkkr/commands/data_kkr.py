@@ -28,7 +28,7 @@ def _options(f):
     f = click.option("--include-unconverged", is_flag=True,
                      help="potential: also read KKRimp potentials whose self-consistency did not converge "
                           "(flagged converged=false); exchange: also read J_ij whose KKRhost runs are more than "
-                          "0.1 electron from neutral (provenance charge_error).")(f)
+                          "0.5 electron per cell from neutral (provenance charge_error).")(f)
     f = click.option("--host", "host_label", default=None,
                      help="potential: host label stored in the records [default: the host's formula].")(f)
     return json_option(f)
