@@ -55,6 +55,25 @@ def j_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "max": float(np.max(np.abs(e))), "true_std": float(tj.std()), "true_mean_abs": float(np.mean(np.abs(tj)))}
 
 
+def d_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float] | None:
+    """D vector errors (meV) over the pairs given (components pooled), and the size of the true D."""
+    if not len(true):
+        return None
+    e = decompose(pred).D - decompose(true).D
+    td = np.linalg.norm(decompose(true).D, axis=-1)
+    return {"n": int(len(true)), "mae": float(np.mean(np.abs(e))), "rmse": float(np.sqrt(np.mean(e**2))),
+            "max_vector_error": float(np.max(np.linalg.norm(e, axis=-1))), "true_mean_norm": float(td.mean()),
+            "true_max_norm": float(td.max())}
+
+
+def tensor_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """J, D and S errors (meV, MAE over the components) of full tensors, and the size of the truth."""
+    p, t = decompose(pred), decompose(true)
+    return {"n": int(len(true)), "J_mae": float(np.mean(np.abs(p.J - t.J))),
+            "D_mae": float(np.mean(np.abs(p.D - t.D))), "D_true_max": float(np.abs(t.D).max()),
+            "S_mae": float(np.mean(np.abs(p.S - t.S))), "S_true_mean_abs": float(np.mean(np.abs(t.S)))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "jij-real.h5")
@@ -65,6 +84,10 @@ def main() -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds (split and weights)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--soc-data", type=Path, default=None,
+                    help="an mlkkr.exchange file of J_ij *with* spin–orbit coupling (benchmarks/make_jij_soc.py): "
+                         "each of its systems is predicted by the models of the fold that held the same crystal "
+                         "out, and J, D and S are compared")
     args = ap.parse_args()
 
     import torch
@@ -78,12 +101,20 @@ def main() -> int:
 
     pairs = read_exchange(args.data)
     params = read_parameters(args.data)
+    soc_pairs = read_exchange(args.soc_data) if args.soc_data else []
+    soc_by_sys: dict[str, list[int]] = defaultdict(list)
+    for k, p in enumerate(soc_pairs):
+        soc_by_sys[system_of(p).removesuffix(" soc")].append(k)
+    soc_true = np.array([p.tensor for p in soc_pairs])
+    soc_rows = []
     by_sys: dict[str, list[int]] = defaultdict(list)
     for k, p in enumerate(pairs):
         by_sys[system_of(p)].append(k)
     systems = sorted(by_sys)
     true = np.array([p.tensor for p in pairs])
     forbidden = np.array([len(allowed_dmi(p)) == 0 for p in pairs])
+    # pairs whose D was computed (JuKKR with spin–orbit coupling: tensor_parts J, D, S)
+    has_d = np.array(["D" in p.provenance.get("tensor_parts", ["J", "D", "S"]) for p in pairs])
     print(f"{len(pairs)} pairs in {len(systems)} systems: "
           + ", ".join(f"{s} ({len(by_sys[s])})" for s in systems))
     print(f"D forbidden by symmetry for {forbidden.sum()} of {len(pairs)} pairs")
@@ -121,6 +152,10 @@ def main() -> int:
                     # a model started from scratch has never seen a species only the held-out system has:
                     # it cannot predict there (no number is made up for it)
                     pred[name][si, test] = m.predict(sel) if not unseen else np.nan
+                    if held in soc_by_sys and not unseen:
+                        idx = soc_by_sys[held]
+                        soc_rows.append({"system": held, "seed": seed, "model": name,
+                                         **tensor_errors(m.predict([soc_pairs[k] for k in idx]), soc_true[idx])})
                     if name == "from scratch":
                         try:
                             pred["kernel ridge"][si, test] = m.baseline.predict(sel)
@@ -129,7 +164,15 @@ def main() -> int:
                 for name in ("fine-tuned", "from scratch", "kernel ridge"):
                     p = pred[name][si, test]
                     row.setdefault(name, {})["J"] = j_errors(p, true[test]) if np.isfinite(p).all() else None
-                row["engine as it is"] = {"J": j_errors(pred["engine as it is"][test], true[test])}
+                    dsel = np.array(test)[has_d[test]]
+                    row[name]["D"] = d_errors(pred[name][si, dsel], true[dsel]) if np.isfinite(p).all() else None
+                dsel = np.array(test)[has_d[test]]
+                if held in soc_by_sys and si == 0:
+                    idx = soc_by_sys[held]
+                    soc_rows.append({"system": held, "seed": None, "model": "engine as it is",
+                                     **tensor_errors(zero.predict([soc_pairs[k] for k in idx]), soc_true[idx])})
+                row["engine as it is"] = {"J": j_errors(pred["engine as it is"][test], true[test]),
+                                          "D": d_errors(pred["engine as it is"][dsel], true[dsel])}
                 folds.append(row)
                 print(f"seed {seed} held out {held:14s} J MAE meV: "
                       + "  ".join(f"{n} " + (f"{row[n]['J']['mae']:.3f}" if row[n]["J"] else "n/a (unseen species)")
@@ -146,7 +189,12 @@ def main() -> int:
         d = np.concatenate([np.abs(decompose(st[ok & forbidden]).D).ravel() for st in stack])
         per_sys = {s: (float(np.mean([j_errors(st[by_sys[s]], true[by_sys[s]])["mae"] for st in stack]))
                        if ok[by_sys[s]].all() else None) for s in systems}
+        dd = [d_errors(st[ok & has_d], true[ok & has_d]) for st in stack]
         summary[name] = {"pairs_predicted": int(ok.sum()), "J_mae": float(np.mean([j["mae"] for j in js])),
+                         "D_pairs": int((ok & has_d).sum()),
+                         "D_mae": float(np.mean([x["mae"] for x in dd])) if dd[0] else None,
+                         "D_rmse": float(np.mean([x["rmse"] for x in dd])) if dd[0] else None,
+                         "D_true_mean_norm": dd[0]["true_mean_norm"] if dd[0] else None,
                          "J_rmse": float(np.mean([j["rmse"] for j in js])),
                          "J_mae_common": float(np.mean([j["mae"] for j in jc])),
                          "J_rmse_common": float(np.mean([j["rmse"] for j in jc])),
@@ -160,7 +208,9 @@ def main() -> int:
         print(f"  {name:16s} {s['pairs_predicted']:4d} pairs: J MAE {s['J_mae']:.3f}  RMSE {s['J_rmse']:.3f} meV; "
               f"common: MAE {s['J_mae_common']:.3f}  RMSE {s['J_rmse_common']:.3f}   "
               f"|D| where symmetry forbids it: mean {s['D_mae_where_forbidden']:.3g}, "
-              f"max {s['D_max_where_forbidden']:.3g} meV")
+              f"max {s['D_max_where_forbidden']:.3g} meV"
+              + (f"; D ({s['D_pairs']} pairs computed with SOC, mean |D| {s['D_true_mean_norm']:.3g}): MAE "
+                 f"{s['D_mae']:.3g}, RMSE {s['D_rmse']:.3g} meV" if s["D_mae"] is not None else ""))
 
     # speed: one system's pairs predicted, against the JuKKR runs that gave them
     timings = params.get("timings", {})
@@ -196,7 +246,13 @@ def main() -> int:
         "training": {"epochs": args.epochs, "patience": args.patience, "lr": args.lr, "seeds": seeds,
                      "batch_size": 16, "split_within_training_systems": [0.85, 0.15, 0.0]},
         "summary": summary, "folds": folds, "speed": speed,
+        "soc": {"file": args.soc_data.name, "sha256": file_sha256(args.soc_data), "pairs": len(soc_pairs),
+                "systems": {s: len(v) for s, v in soc_by_sys.items()}, "errors": soc_rows} if args.soc_data else None,
     }
+    for r in soc_rows:
+        print(f"SOC {r['system']} ({r['model']}, seed {r['seed']}): J MAE {r['J_mae']:.3f}, |D| error "
+              f"{r['D_mae']:.3g} (true |D| ≤ {r['D_true_max']:.2g}), S MAE {r['S_mae']:.3g} (true |S| "
+              f"{r['S_true_mean_abs']:.3g}) meV")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "bench_ml_exc_real" + (f"-{args.tag}" if args.tag else "") + ".json"
     (RESULTS / name).write_text(json.dumps(result, indent=1, default=float))
