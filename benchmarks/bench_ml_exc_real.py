@@ -137,6 +137,7 @@ def main() -> int:
                 cfg = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, seed=seed, batch_size=16,
                                   split=[0.85, 0.15, 0.0], loss_weights={"J": 1.0, "D": 1.0, "S": 1.0})
                 row = {"held_out": held, "seed": seed, "n_test": len(test), "n_train": len(train)}
+                dsel = np.array(test)[has_d[test]]  # held-out pairs whose D was computed
                 for name, kw in (("fine-tuned", {"init_from": args.base}), ("from scratch", {})):
                     mcfg = ExchangeModelConfig(species=[], r_env=base_cfg.r_env, r_host=base_cfg.r_host,
                                                mul=base_cfg.mul, latent=base_cfg.latent, layers=base_cfg.layers,
@@ -164,9 +165,7 @@ def main() -> int:
                 for name in ("fine-tuned", "from scratch", "kernel ridge"):
                     p = pred[name][si, test]
                     row.setdefault(name, {})["J"] = j_errors(p, true[test]) if np.isfinite(p).all() else None
-                    dsel = np.array(test)[has_d[test]]
                     row[name]["D"] = d_errors(pred[name][si, dsel], true[dsel]) if np.isfinite(p).all() else None
-                dsel = np.array(test)[has_d[test]]
                 if held in soc_by_sys and si == 0:
                     idx = soc_by_sys[held]
                     soc_rows.append({"system": held, "seed": None, "model": "engine as it is",

@@ -509,24 +509,13 @@ def test_real_jij_of_bcc_fe_become_exchange_pairs(fe_jij, services):
 
 
 # ------------------------------------------------------------ J_ij with spin–orbit coupling: the full tensor
-def _signed_permutations() -> list[np.ndarray]:
-    """The 48 point operations of a cubic crystal (Oh) as matrices."""
-    import itertools
-
-    ops = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            r = np.zeros((3, 3))
-            r[range(3), perm] = signs
-            ops.append(r)
-    return ops
-
-
 def _symmetry_violation(bonds: np.ndarray, tensors: np.ndarray) -> float:
     """Largest |R·T(b)·Rᵀ − T(R·b)| (meV) over the cubic operations R that map the set of bonds onto itself.
     J_ij couples two axial vectors, so the tensor transforms as R·T·Rᵀ under proper and improper R alike."""
+    from mlkkr.data.symmetry import cubic_operations
+
     worst = 0.0
-    for r in _signed_permutations():
+    for r in cubic_operations():
         image = bonds @ r.T
         match = [np.flatnonzero(np.linalg.norm(bonds - b, axis=1) < 1e-4) for b in image]
         if any(len(m) != 1 for m in match):

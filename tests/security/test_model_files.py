@@ -72,8 +72,9 @@ def exchange_model(tmp_path_factory):
     return out, src, data
 
 
-def predict_exchange(folder, src):
-    res = CliRunner().invoke(main, ["predict", "exchange", str(folder), str(src), "--json"])
+def predict(kind, folder, src):
+    """``mlkkr predict KIND FOLDER SRC --json``: (exit code, output)."""
+    res = CliRunner().invoke(main, ["predict", kind, str(folder), str(src), "--json"])
     return res.exit_code, res.output
 
 
@@ -81,7 +82,7 @@ def test_exchange_model_records_checksums_and_still_predicts(exchange_model, tmp
     folder, src, _ = exchange_model
     meta = json.loads((folder / "model.json").read_text())
     assert meta["files"] == {n: sha(folder / n) for n in ("weights.pt", "baseline.npz", "split.npz")}
-    code, out = predict_exchange(folder, src)
+    code, out = predict("exchange", folder, src)
     assert code == 0, out
     cli = np.array([p["tensor_meV"] for p in json.loads(out)["pairs"]])
     assert cli.shape == (2, 3, 3) and np.isfinite(cli).all()
@@ -90,7 +91,7 @@ def test_exchange_model_records_checksums_and_still_predicts(exchange_model, tmp
     # a folder written before checksums were recorded (no "files") loads as before: the same numbers
     old = copy(folder, tmp_path / "old")
     edit_meta(old, lambda m: m.pop("files"))
-    code, out2 = predict_exchange(old, src)
+    code, out2 = predict("exchange", old, src)
     assert code == 0, out2
     assert np.array_equal(np.array([p["tensor_meV"] for p in json.loads(out2)["pairs"]]), cli)
 
@@ -103,7 +104,7 @@ def test_exchange_changed_or_missing_files_are_refused(exchange_model, tmp_path)
     name = next(k for k, v in state.items() if v.is_floating_point())
     state[name] = state[name] + 0.5
     torch.save(state, bad / "weights.pt")
-    code, out = predict_exchange(bad, src)
+    code, out = predict("exchange", bad, src)
     assert code == 2, out
     assert "weights.pt does not match its recorded checksum" in out and "Traceback" not in out
     with pytest.raises(InputError, match="weights.pt does not match its recorded checksum"):
@@ -120,18 +121,18 @@ def test_exchange_changed_or_missing_files_are_refused(exchange_model, tmp_path)
         (gone / "weights.pt").unlink()
         if drop_files:
             edit_meta(gone, lambda m: m.pop("files"))
-        code, out = predict_exchange(gone, src)
+        code, out = predict("exchange", gone, src)
         assert code == 2 and "weights.pt is missing" in out and "Traceback" not in out, out
     # a damaged weights.pt in an old folder is a clear error as well, not a torch traceback
     old = copy(folder, tmp_path / "old-cut")
     edit_meta(old, lambda m: m.pop("files"))
     (old / "weights.pt").write_bytes((folder / "weights.pt").read_bytes()[:100])
-    code, out = predict_exchange(old, src)
+    code, out = predict("exchange", old, src)
     assert code == 2 and "weights.pt is damaged" in out, out
     # a checksum table that points outside the folder is refused, not followed
     out_of = copy(folder, tmp_path / "outside")
     edit_meta(out_of, lambda m: m["files"].update({"../pairs.h5": "0" * 64}))
-    code, out = predict_exchange(out_of, src)
+    code, out = predict("exchange", out_of, src)
     assert code == 2 and "outside the model folder" in out, out
 
 
@@ -141,7 +142,7 @@ def test_exchange_truncated_or_non_json_model_json(exchange_model, tmp_path):
     for label, body in (("cut", text[: len(text) // 2]), ("binary", "\x00\xff garbage"), ("list", "[1, 2]")):
         bad = copy(folder, tmp_path / label)
         (bad / "model.json").write_text(body, encoding="latin-1")
-        code, out = predict_exchange(bad, src)
+        code, out = predict("exchange", bad, src)
         assert code == 2 and "model.json" in out and "Traceback" not in out, (label, out)
         assert ("not valid JSON" in out) if label != "list" else ("not a JSON object" in out)
         # mlkkr evaluate reads model.json first to find the kind
@@ -163,13 +164,13 @@ def test_exchange_non_finite_statistics_are_refused(exchange_model, tmp_path, pa
         node[path[-1]] = value
 
     edit_meta(bad, change)
-    code, out = predict_exchange(bad, src)
+    code, out = predict("exchange", bad, src)
     key = "model.json:" + ".".join(path)
     assert code == 2 and key in out and "not a finite number" in out, out
     # reports may hold NaN (an R² of a constant truth): that still loads
     ok = copy(folder, tmp_path / "nan-metric")
     edit_meta(ok, lambda m: m["metrics"].setdefault("val", {}).update({"note": float("nan")}))
-    assert predict_exchange(ok, src)[0] == 0
+    assert predict("exchange", ok, src)[0] == 0
 
 
 # -- potential (JL ridge) ------------------------------------------------------------------------------
@@ -199,16 +200,11 @@ def potential_model(tmp_path_factory):
     return out, src, data
 
 
-def predict_potential(folder, src):
-    res = CliRunner().invoke(main, ["predict", "potential", str(folder), str(src), "--json"])
-    return res.exit_code, res.output
-
-
 def test_potential_model_checksums(potential_model, tmp_path):
     folder, src, data = potential_model
     meta = json.loads((folder / "model.json").read_text())
     assert meta["files"] == {"weights.npz": sha(folder / "weights.npz")}
-    code, out = predict_potential(folder, src)
+    code, out = predict("potential", folder, src)
     assert code == 0, out
     good = json.loads(out)["delta_v_eV"]
     model, _ = PotentialModel.load(folder)
@@ -217,7 +213,7 @@ def test_potential_model_checksums(potential_model, tmp_path):
                                   good[0])
     old = copy(folder, tmp_path / "old")
     edit_meta(old, lambda m: m.pop("files"))
-    code, out = predict_potential(old, src)
+    code, out = predict("potential", old, src)
     assert code == 0 and json.loads(out)["delta_v_eV"] == good, out
     # changed coefficients (a valid npz)
     bad = copy(folder, tmp_path / "changed")
@@ -225,22 +221,22 @@ def test_potential_model_checksums(potential_model, tmp_path):
         arrays = dict(w)
     arrays["coef"] = arrays["coef"] * 2
     np.savez(bad / "weights.npz", **arrays)
-    code, out = predict_potential(bad, src)
+    code, out = predict("potential", bad, src)
     assert code == 2 and "weights.npz does not match its recorded checksum" in out, out
     (bad / "weights.npz").unlink()
-    code, out = predict_potential(bad, src)
+    code, out = predict("potential", bad, src)
     assert code == 2 and "weights.npz is missing" in out, out
     # truncated model.json, through predict and evaluate
     cut = copy(folder, tmp_path / "cut")
     (cut / "model.json").write_text((folder / "model.json").read_text()[:40])
-    code, out = predict_potential(cut, src)
+    code, out = predict("potential", cut, src)
     assert code == 2 and "model.json is not valid JSON" in out, out
     res = CliRunner().invoke(main, ["evaluate", str(cut), "--data", str(data)])
     assert res.exit_code == 2 and "model.json is not valid JSON" in res.output, res.output
     # NaN in the descriptor configuration
     nan = copy(folder, tmp_path / "nan")
     edit_meta(nan, lambda m: m["descriptor"].update({"cutoff": float("nan")}))
-    code, out = predict_potential(nan, src)
+    code, out = predict("potential", nan, src)
     assert code == 2 and "model.json:descriptor.cutoff" in out and "not a finite number" in out, out
 
 

@@ -61,6 +61,12 @@ def _compose(j: float, d: np.ndarray, s: np.ndarray) -> np.ndarray:
     return j * np.eye(3) + np.asarray(s, float) + a - a.T
 
 
+def _from_symmetric(sym: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The tensor J·1 + S + A(D) of a symmetric part ``sym`` (J = Tr/3, S the rest) and a D vector."""
+    j = float(np.trace(sym) / 3)
+    return _compose(j, d, sym - j * np.eye(3))
+
+
 def tensors_from_jij_expanded(table: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """mlkkr tensors (n, 3, 3) meV from aiida-kkr's ``Jij_expanded`` table; and the parts it holds."""
     table = np.asarray(table, float)
@@ -73,9 +79,7 @@ def tensors_from_jij_expanded(table: np.ndarray) -> tuple[np.ndarray, list[str]]
     out = np.empty((n, 3, 3))
     for r, row in enumerate(table):
         sym = row[9:18].reshape(3, 3)
-        sym = (sym + sym.T) / 2
-        j = float(np.trace(sym) / 3)
-        out[r] = _compose(j, row[6:9], sym - j * np.eye(3))
+        out[r] = _from_symmetric((sym + sym.T) / 2, row[6:9])
     return out, ["J", "D", "S"]
 
 
@@ -107,19 +111,6 @@ def crystal_environment(structure: Any, centres: np.ndarray, cutoff: float) -> t
     return [n for n, k in zip(names, keep, strict=True) if k], pts[keep]
 
 
-def _run_rows(calc: Any) -> np.ndarray:
-    """The rows of a J_ij KKRhost run's ``Jij.atom*`` files, the file's atom index (1-based) in the last column,
-    as aiida-kkr's ``get_jijs_shells`` reads them."""
-    retrieved = calc.outputs.retrieved
-    blocks = []
-    for name in sorted(n for n in retrieved.base.repository.list_object_names() if n.startswith("Jij.atom")):
-        rows = np.loadtxt(retrieved.base.repository.get_object_content(name).splitlines(), ndmin=2)
-        rows = rows[rows[:, 0].argsort(kind="stable")]
-        rows[:, -1] = int(name.split(".atom")[1])
-        blocks.append(rows)
-    return np.vstack(blocks)
-
-
 def reassembled_tensors(wc: Any, table: np.ndarray, bonds: np.ndarray) -> np.ndarray | None:
     """Full tensors (n, 3, 3) meV of a spin–orbit ``kkr_jij_wc`` rebuilt from its three KKRhost runs' own
     output with the local frames JuKKR uses (:func:`mlkkr.aiida.kkr_compat.full_tensor`; aiida-kkr 2.3.1
@@ -133,8 +124,10 @@ def reassembled_tensors(wc: Any, table: np.ndarray, bonds: np.ndarray) -> np.nda
     if set(runs) != {"x", "y", "z"}:
         return None
     try:
-        raw = {k: _run_rows(c) for k, c in runs.items()}
+        from aiida_kkr.tools.jij_tools import get_jijs_shells  # the rows as aiida-kkr reads them
         from masci_tools.io.common_functions import get_aBohr2Ang
+
+        raw = {k: np.array(get_jijs_shells(c)[0], float) for k, c in runs.items()}
 
         alat = float(runs["z"].outputs.output_parameters["alat_internal"]) * get_aBohr2Ang()
     except (ValueError, IndexError, KeyError, AttributeError, OSError):
@@ -150,9 +143,7 @@ def reassembled_tensors(wc: Any, table: np.ndarray, bonds: np.ndarray) -> np.nda
         if len(hit) != 1:
             return None
         k = hit[0]
-        sym = full_tensor(z[k], x[k], y[k])
-        j = float(np.trace(sym) / 3)
-        out[r] = _compose(j, row[6:9], sym - j * np.eye(3))
+        out[r] = _from_symmetric(full_tensor(z[k], x[k], y[k]), row[6:9])
     return out
 
 
